@@ -1,0 +1,370 @@
+"""Run the workbench's notebooks headless and publish HTML reports.
+
+``omni run`` executes notebooks with Papermill, converts each executed notebook
+to HTML without code cells (nbconvert ``exclude_input``), writes each notebook's
+key figures to ``<notebook>.json`` and an ``index.html`` for the run.
+
+Guarantees (design.md, "Running"):
+
+* the run folder ``reports/<run_id>/`` is built in a hidden temp folder and
+  renamed at the end, so it appears whole or not at all; an interrupted run
+  leaves no half-written run folder and never touches earlier runs;
+* a failing notebook does not stop the others; its executed notebook (with the
+  traceback) is kept for inspection, the run exits non-zero and names the
+  notebook and the failing cell;
+* ``reports/latest`` points at the newest run in which every notebook passed.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import nbformat
+import yaml
+
+from .report import extract_key_figures, to_jsonable
+
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+
+
+class RunError(Exception):
+    """A run could not start (unknown notebook, unknown parameter, ...)."""
+
+
+@dataclass
+class NotebookResult:
+    notebook: str
+    status: str  # "ok" | "failed"
+    duration_s: float
+    parameters: dict = field(default_factory=dict)
+    html: str | None = None
+    executed: str | None = None
+    headline: str | None = None
+    key_figures: dict = field(default_factory=dict)
+    error: dict | None = None
+
+    def failure_line(self) -> str:
+        e = self.error or {}
+        where = f"cell {e.get('cell')}" if e.get("cell") else "before the first cell"
+        src = f" `{e['source']}`" if e.get("source") else ""
+        return (
+            f"{self.notebook}.ipynb failed at {where}{src}: "
+            f"{e.get('ename', 'Error')}: {e.get('evalue', '')}".rstrip()
+        )
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    results: list[NotebookResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.results)
+
+    @property
+    def failed(self) -> list[NotebookResult]:
+        return [r for r in self.results if r.status != "ok"]
+
+
+# --------------------------------------------------------------------------- discovery
+def discover_notebooks(notebooks_dir: Path) -> list[Path]:
+    """All report notebooks (``NN_name.ipynb``) in run order."""
+    return sorted(Path(notebooks_dir).glob(NOTEBOOK_GLOB))
+
+
+def resolve_notebooks(names: Iterable[str] | None, notebooks_dir: Path) -> list[Path]:
+    """Map user-given names (path, file name, stem or ``NN`` prefix) to notebooks."""
+    available = discover_notebooks(notebooks_dir)
+    if not names:
+        if not available:
+            raise RunError(f"no notebooks matching {NOTEBOOK_GLOB} in {notebooks_dir}")
+        return available
+    chosen = []
+    for name in names:
+        p = Path(name)
+        if p.suffix == ".ipynb" and p.exists():
+            chosen.append(p.resolve())
+            continue
+        stem = p.name.removesuffix(".ipynb")
+        hits = [a for a in available if a.stem == stem or a.stem.split("_", 1)[0] == stem]
+        if len(hits) != 1:
+            listing = ", ".join(a.stem for a in available) or "(none)"
+            raise RunError(f"unknown notebook {name!r}; available: {listing}")
+        chosen.append(hits[0])
+    return chosen
+
+
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """Parameters declared in a notebook's ``parameters`` cell (name -> default)."""
+    import papermill as pm
+
+    return {k: v.get("default") for k, v in pm.inspect_notebook(str(path)).items()}
+
+
+def parse_overrides(pairs: Iterable[str] | None) -> dict[str, Any]:
+    """``["k=v", ...]`` -> dict, values parsed as YAML (so 3, 0.1, true, [a, b] work)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise RunError(f"parameter {pair!r} must look like key=value")
+        key, value = pair.split("=", 1)
+        key = key.strip()
+        if not key.isidentifier():
+            raise RunError(f"parameter name {key!r} is not a valid Python name")
+        out[key] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def plan_parameters(
+    notebooks: list[Path],
+    defaults: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any] | None,
+    config_path: Path | None,
+) -> dict[Path, dict[str, Any]]:
+    """Parameters each notebook receives: config ``params``, then ``-p`` overrides.
+
+    A notebook only receives the names its ``parameters`` cell declares; an
+    override that no chosen notebook declares is an error (a typo would
+    otherwise be silently ignored).
+    """
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    unknown = set(overrides or {}) - set().union(*[set(d) for d in declared.values()])
+    if unknown:
+        raise RunError(
+            f"unknown parameter(s) {sorted(unknown)}: no chosen notebook declares them "
+            f"(declared: {sorted(set().union(*[set(d) for d in declared.values()]))})"
+        )
+    plan = {}
+    for nb, names in declared.items():
+        params: dict[str, Any] = {}
+        per_nb = {}
+        for k, v in (defaults or {}).items():
+            if isinstance(v, Mapping) and k in (nb.stem, nb.stem.split("_", 1)[0]):
+                per_nb = dict(v)  # params: {04_segmentation: {k: 6}}
+            elif k in names:
+                params[k] = v
+        params.update({k: v for k, v in per_nb.items() if k in names})
+        params.update({k: v for k, v in (overrides or {}).items() if k in names})
+        if config_path is not None and "config_path" in names:
+            params["config_path"] = str(config_path)
+        plan[nb] = params
+    return plan
+
+
+# --------------------------------------------------------------------------- execution
+def _failing_cell(nb, cell_index: int | None) -> tuple[int | None, str]:
+    """1-based position of a cell in the *original* notebook and its first line."""
+    if cell_index is None or cell_index >= len(nb.cells):
+        return None, ""
+    injected = sum(
+        1
+        for c in nb.cells[:cell_index]
+        if "injected-parameters" in c.get("metadata", {}).get("tags", [])
+    )
+    src = next((ln.strip() for ln in nb.cells[cell_index].source.splitlines() if ln.strip()), "")
+    return cell_index - injected + 1, src[:120]
+
+
+def to_html(nb, include_code: bool = False) -> str:
+    """Executed notebook -> standalone HTML; code cells hidden unless asked."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(
+        exclude_input=not include_code,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+    body, _ = exporter.from_notebook_node(nb)
+    return body
+
+
+def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = False) -> NotebookResult:
+    """Execute one notebook into ``out_dir``; never raises for notebook errors."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    stem = src.stem
+    executed = out_dir / f"{stem}.ipynb"
+    t0 = time.perf_counter()
+    error = None
+    try:
+        pm.execute_notebook(
+            str(src),
+            str(executed),
+            parameters=params,
+            kernel_name="python3",
+            progress_bar=cell_progress,
+            cwd=str(src.parent),
+            log_output=False,
+        )
+    except PapermillExecutionError as exc:
+        error = {"ename": exc.ename, "evalue": str(exc.evalue), "cell_index": exc.cell_index}
+    except Exception as exc:  # kernel died, bad notebook file, ...
+        error = {"ename": type(exc).__name__, "evalue": str(exc), "cell_index": None}
+    duration = time.perf_counter() - t0
+
+    result = NotebookResult(notebook=stem, status="ok" if error is None else "failed",
+                            duration_s=round(duration, 2), parameters=to_jsonable(params))
+    nb = nbformat.read(executed, as_version=4) if executed.exists() else None
+    if nb is not None:
+        nb.metadata["title"] = stem.replace("_", " ")
+        figures = extract_key_figures(nb) or {}
+        result.headline = figures.get("headline")
+        result.key_figures = figures.get("figures", {})
+        (out_dir / f"{stem}.html").write_text(to_html(nb, include_code=error is not None), encoding="utf-8")
+        result.html = f"{stem}.html"
+        result.executed = executed.name
+    if error is not None:
+        cell, source = _failing_cell(nb, error.pop("cell_index")) if nb is not None else (None, "")
+        error.update(cell=cell, source=source)
+        result.error = error
+    (out_dir / f"{stem}.json").write_text(
+        json.dumps(asdict(result), indent=2, ensure_ascii=False), encoding="utf-8")
+    return result
+
+
+# --------------------------------------------------------------------------- index page
+def _index_html(run_id: str, results: list[NotebookResult], meta: dict) -> str:
+    rows = []
+    for r in results:
+        name = html.escape(r.notebook)
+        link = f"<a href='{html.escape(r.html)}'>{name}</a>" if r.html else name
+        badge = ("<span class='ok'>ok</span>" if r.status == "ok"
+                 else "<span class='bad'>failed</span>")
+        figs = "".join(
+            f"<li>{html.escape(k.replace('_', ' '))}: <b>{html.escape(_fmt(v))}</b></li>"
+            for k, v in list(r.key_figures.items())[:6]
+        )
+        detail = html.escape(r.headline or "")
+        if r.error:
+            detail = f"<span class='bad'>{html.escape(r.failure_line())}</span>"
+        rows.append(
+            f"<tr><td>{link}</td><td>{badge}</td><td>{r.duration_s:.1f} s</td>"
+            f"<td>{detail}<ul>{figs}</ul></td></tr>"
+        )
+    meta_rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in meta.items()
+    )
+    n_bad = sum(r.status != "ok" for r in results)
+    status = "all notebooks passed" if n_bad == 0 else f"{n_bad} notebook(s) failed"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Omni Workbench run {html.escape(run_id)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#222}}
+table{{border-collapse:collapse;width:100%;margin:1rem 0}}
+td,th{{border-bottom:1px solid #ddd;padding:.5rem;text-align:left;vertical-align:top}}
+.ok{{color:#18794e;font-weight:600}} .bad{{color:#c0392b;font-weight:600}}
+ul{{margin:.3rem 0 0 1rem;padding:0}} small{{color:#666}}
+</style></head><body>
+<h1>Omni Workbench &mdash; run {html.escape(run_id)}</h1>
+<p>{html.escape(status)}.</p>
+<table><thead><tr><th>report</th><th>status</th><th>time</th><th>headline and key figures</th></tr></thead>
+<tbody>{''.join(rows)}</tbody></table>
+<h2>Run details</h2><table>{meta_rows}</table>
+<p><small>Each report has a machine-readable twin (<code>&lt;notebook&gt;.json</code>) and the executed notebook (<code>&lt;notebook&gt;.ipynb</code>) beside it.</small></p>
+</body></html>
+"""
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.3g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+# --------------------------------------------------------------------------- the run
+def _new_run_id(reports_dir: Path) -> str:
+    base = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_id, n = base, 1
+    while (reports_dir / run_id).exists() or (reports_dir / f".tmp-{run_id}").exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+def _point_latest(reports_dir: Path, run_id: str) -> None:
+    """Atomically repoint ``reports/latest`` at ``run_id`` (symlink swap)."""
+    link = reports_dir / "latest"
+    tmp = reports_dir / f".latest-{run_id}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(run_id, tmp)
+    os.replace(tmp, link)
+
+
+def run(
+    notebooks: Iterable[str] | None = None,
+    *,
+    config_path: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    notebooks_dir: str | os.PathLike | None = None,
+    reports_dir: str | os.PathLike | None = None,
+    run_id: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Execute notebooks and publish ``reports/<run_id>/``; see module docstring."""
+    from tqdm.auto import tqdm
+
+    config_path = Path(config_path or os.environ.get("OMNI_CONFIG", "omni.yaml")).resolve()
+    root = config_path.parent
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir else root / "notebooks"
+    reports_dir = Path(reports_dir) if reports_dir else root / "reports"
+    defaults = {}
+    if config_path.exists():
+        from .config import load_config
+
+        defaults = dict(load_config(config_path).params or {})
+
+    chosen = resolve_notebooks(notebooks, notebooks_dir)
+    plan = plan_parameters(chosen, defaults, overrides, config_path if config_path.exists() else None)
+
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    run_id = run_id or _new_run_id(reports_dir)
+    final = reports_dir / run_id
+    if final.exists():
+        raise RunError(f"run folder {final} already exists; earlier runs are never overwritten")
+    tmp = reports_dir / f".tmp-{run_id}"
+    tmp.mkdir()
+    started = _dt.datetime.now().astimezone()
+    results: list[NotebookResult] = []
+    try:
+        bar = tqdm(chosen, desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
+        for nb in bar:
+            bar.set_postfix_str(nb.stem)
+            res = execute_one(nb, tmp, plan[nb], cell_progress=progress and sys.stderr.isatty())
+            results.append(res)
+            if res.status != "ok":
+                tqdm.write(f"FAILED {res.failure_line()}", file=sys.stderr)
+        meta = {
+            "run_id": run_id,
+            "started": started.isoformat(timespec="seconds"),
+            "finished": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "config": str(config_path),
+            "overrides": json.dumps(to_jsonable(dict(overrides or {}))),
+            "python": sys.version.split()[0],
+        }
+        (tmp / "index.html").write_text(_index_html(run_id, results, meta), encoding="utf-8")
+        (tmp / "run.json").write_text(json.dumps(
+            {**meta, "ok": all(r.status == "ok" for r in results),
+             "notebooks": [asdict(r) for r in results]}, indent=2, ensure_ascii=False),
+            encoding="utf-8")
+        os.rename(tmp, final)  # the run appears whole, in one step
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result = RunResult(run_id=run_id, run_dir=final, results=results)
+    if result.ok:
+        _point_latest(reports_dir, run_id)
+    return result

@@ -1,0 +1,136 @@
+"""The report runner: atomic run folders, HTML without code, key figures, failures."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from omni_lib import runner
+
+CODE_MARKER = "very_secret_code_marker"
+
+
+def _nb(path: Path, cells: list[str], params: str = "scale = 1") -> Path:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), p]
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    _nb(nbs / "00_good.ipynb", [
+        f"{CODE_MARKER} = 21 * scale",
+        "from omni_lib.report import key_figures\n"
+        f"key_figures({{'answer': {CODE_MARKER} * 2}}, headline='The answer is known')",
+        "print('visible output', scale)",
+    ])
+    _nb(nbs / "01_also_good.ipynb", ["x = 1", "print('fine')"])
+    return tmp_path
+
+
+def _hash_tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _cli(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "omni_lib.cli", "run", "-q", *args],
+                          cwd=project, capture_output=True, text=True, timeout=600)
+
+
+def test_successful_run_publishes_html_json_index_and_latest(project: Path):
+    res = runner.run(config_path=project / "omni.yaml", overrides={"scale": 2}, progress=False)
+    assert res.ok
+    d = project / "reports" / res.run_id
+    assert d.is_dir() and not list((project / "reports").glob(".tmp-*"))
+    for stem in ("00_good", "01_also_good"):
+        assert (d / f"{stem}.html").exists() and (d / f"{stem}.ipynb").exists()
+    html = (d / "00_good.html").read_text()
+    assert CODE_MARKER not in html            # code cells hidden
+    assert "visible output 2" in html         # outputs kept, override applied
+    figures = json.loads((d / "00_good.json").read_text())
+    assert figures["status"] == "ok"
+    assert figures["key_figures"] == {"answer": 84}
+    assert figures["headline"] == "The answer is known"
+    index = (d / "index.html").read_text()
+    assert "00_good.html" in index and "01_also_good.html" in index and "The answer is known" in index
+    assert (project / "reports" / "latest").resolve() == d.resolve()
+
+
+def test_failing_notebook_other_reports_written_previous_run_untouched(project: Path):
+    first = runner.run(config_path=project / "omni.yaml", progress=False)
+    first_dir = project / "reports" / first.run_id
+    before = _hash_tree(first_dir)
+
+    _nb(project / "notebooks" / "02_broken.ipynb",
+        ["y = 1", "raise ValueError('planted failure')", "print('never')"])
+    proc = _cli(project)
+    assert proc.returncode != 0
+    assert "02_broken" in proc.stderr and "cell 4" in proc.stderr  # md, params, y=1, raise
+    assert "planted failure" in proc.stderr
+
+    runs = sorted(p for p in (project / "reports").iterdir()
+                  if p.is_dir() and not p.is_symlink() and p.name != first.run_id)
+    assert len(runs) == 1
+    second = runs[0]
+    assert (second / "00_good.html").exists() and (second / "01_also_good.html").exists()
+    kept = nbformat.read(second / "02_broken.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in kept.cells for o in c.get("outputs", []))
+    status = json.loads((second / "02_broken.json").read_text())
+    assert status["status"] == "failed" and status["error"]["cell"] == 4
+    assert _hash_tree(first_dir) == before                       # earlier run untouched
+    assert (project / "reports" / "latest").resolve() == first_dir.resolve()
+
+
+def test_interrupted_run_leaves_no_folder(project: Path, monkeypatch):
+    calls = []
+
+    def boom(src, out_dir, params, cell_progress=False):
+        calls.append(src)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "execute_one", boom)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(config_path=project / "omni.yaml", progress=False)
+    assert calls
+    leftovers = list((project / "reports").iterdir())
+    assert leftovers == []
+
+
+def test_unknown_parameter_and_notebook_are_clear_errors(project: Path):
+    proc = _cli(project, "-p", "scael=3")
+    assert proc.returncode == 2 and "scael" in proc.stderr
+    proc = _cli(project, "99_missing")
+    assert proc.returncode == 2 and "99_missing" in proc.stderr and "00_good" in proc.stderr
+    assert not (project / "reports").exists() or not any((project / "reports").iterdir())
+
+
+def test_parse_overrides_types():
+    assert runner.parse_overrides(["a=3", "b=0.5", "c=true", "d=M", "e=[1, 2]"]) == {
+        "a": 3, "b": 0.5, "c": True, "d": "M", "e": [1, 2]}
+    with pytest.raises(runner.RunError):
+        runner.parse_overrides(["novalue"])
+
+
+def test_select_by_prefix(project: Path):
+    chosen = runner.resolve_notebooks(["01"], project / "notebooks")
+    assert [p.stem for p in chosen] == ["01_also_good"]
+
+
+def test_help_explains_every_command():
+    for cmd in ([], ["sample"], ["validate"], ["run"]):
+        out = subprocess.run([sys.executable, "-m", "omni_lib.cli", *cmd, "--help"],
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: omni" in out.stdout and len(out.stdout) > 300
