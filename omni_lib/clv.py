@@ -1,0 +1,314 @@
+"""Customer lifetime value with buy-till-you-die models.
+
+Summaries are computed set-based with numpy (sort + segment reductions), with the
+exact definitions of ``lifetimes.utils.summary_data_from_transaction_data``:
+purchases in the same period are collapsed into one (their amounts summed), the
+first purchase is excluded from ``frequency`` and ``monetary_value``, and
+``recency`` / ``T`` are measured from the first purchase, in periods of
+``freq`` divided by ``freq_multiplier``. lifetimes' own implementation is a slow
+pandas group-by and its ``calibration_and_holdout_data`` breaks on pandas 3, so
+this module computes the statistics itself and uses lifetimes only for the
+model fitters (BG/NBD, Pareto/NBD, MBG/NBD, Gamma-Gamma).
+
+Time units are explicit everywhere: every summary carries ``attrs["time_unit_days"]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+_FREQ_DAYS = {"D": 1.0, "W": 7.0}
+
+
+class CLVInputError(ValueError):
+    """Transactions or periods that cannot give a meaningful summary."""
+
+
+# --------------------------------------------------------------------------- summaries
+def _naive(ts: pd.Series) -> pd.Series:
+    """Local wall-clock time without zone: periods are counted in the data's own timezone."""
+    ts = pd.to_datetime(ts)
+    if getattr(ts.dt, "tz", None) is not None:
+        ts = ts.dt.tz_localize(None)
+    return ts
+
+
+def _period_index(ts: pd.Series, freq: str) -> np.ndarray:
+    """Integer period number of each timestamp (days since epoch, or Monday-start weeks)."""
+    days = _naive(ts).to_numpy().astype("datetime64[D]").astype("int64")
+    if freq == "D":
+        return days
+    # pandas' 'W' periods end on Sunday; 1970-01-01 was a Thursday, so Monday-start
+    # week numbers are floor((days + 3) / 7). Returned in days of the week start.
+    return (np.floor_divide(days + 3, 7) * 7) - 3
+
+
+def _check_freq(freq: str) -> float:
+    if freq not in _FREQ_DAYS:
+        raise CLVInputError(f"freq must be one of {sorted(_FREQ_DAYS)} (day or week), got {freq!r}")
+    return _FREQ_DAYS[freq]
+
+
+def rfm_summary(
+    transactions: pd.DataFrame,
+    customer_col: str = "customer_id",
+    time_col: str = "order_ts",
+    monetary_col: str | None = None,
+    observation_end=None,
+    freq: str = "D",
+    freq_multiplier: float = 1,
+) -> pd.DataFrame:
+    """Per-customer ``frequency, recency, T[, monetary_value]`` (lifetimes' definitions).
+
+    Transactions after ``observation_end`` (same period or earlier kept) are ignored.
+    Index: customer id, sorted. ``attrs["time_unit_days"]`` gives the unit of
+    recency and T in days (e.g. 7 for ``freq="D", freq_multiplier=7``).
+    """
+    unit_days = _check_freq(freq)
+    missing = [c for c in (customer_col, time_col, monetary_col) if c and c not in transactions]
+    if missing:
+        raise CLVInputError(f"transactions have no column(s) {missing}")
+    if transactions.empty:
+        raise CLVInputError("transactions are empty: no customer summary can be computed")
+    if monetary_col is not None:
+        neg = int((transactions[monetary_col] < 0).sum())
+        if neg:
+            raise CLVInputError(
+                f"{neg} transactions have a negative {monetary_col!r}: net out returns per order "
+                "before summarising (negative spend breaks the Gamma-Gamma model)")
+    period = _period_index(transactions[time_col], freq)
+    end = (period.max() if observation_end is None
+           else _period_index(pd.Series([pd.Timestamp(observation_end)]), freq)[0])
+    keep = period <= end
+    if not keep.any():
+        raise CLVInputError(f"no transactions on or before the observation end {observation_end}")
+    codes, uniques = pd.factorize(transactions[customer_col].to_numpy()[keep], sort=True)
+    period = period[keep]
+    money = (transactions[monetary_col].to_numpy(dtype="float64")[keep]
+             if monetary_col is not None else np.zeros(keep.sum()))
+
+    # collapse purchases of the same customer in the same period (sum the amounts)
+    order = np.lexsort((period, codes))
+    c, p, m = codes[order], period[order], money[order]
+    new_pair = np.ones(len(c), dtype=bool)
+    new_pair[1:] = (c[1:] != c[:-1]) | (p[1:] != p[:-1])
+    starts = np.flatnonzero(new_pair)
+    pc, pp = c[starts], p[starts]
+    pm = np.add.reduceat(m, starts)
+
+    # per customer: first / last period, number of periods, first period's amount
+    first_of_cust = np.ones(len(pc), dtype=bool)
+    first_of_cust[1:] = pc[1:] != pc[:-1]
+    cstarts = np.flatnonzero(first_of_cust)
+    n_periods = np.diff(np.append(cstarts, len(pc)))
+    first_p = pp[cstarts]
+    last_p = pp[np.append(cstarts[1:], len(pc)) - 1]
+    total = np.add.reduceat(pm, cstarts)
+    first_m = pm[cstarts]
+
+    scale = unit_days * freq_multiplier
+    freq_ = (n_periods - 1).astype("float64")
+    out = pd.DataFrame(
+        {
+            "frequency": freq_,
+            "recency": (last_p - first_p) / scale,
+            "T": (end - first_p) / scale,
+        },
+        index=pd.Index(uniques[pc[cstarts]], name=customer_col),
+    )
+    if monetary_col is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mv = np.where(freq_ > 0, (total - first_m) / np.maximum(freq_, 1), 0.0)
+        out["monetary_value"] = mv
+    out.attrs["time_unit_days"] = unit_days * freq_multiplier
+    return out
+
+
+def calibration_holdout(
+    transactions: pd.DataFrame,
+    calibration_end,
+    observation_end=None,
+    customer_col: str = "customer_id",
+    time_col: str = "order_ts",
+    monetary_col: str | None = None,
+    freq: str = "D",
+    freq_multiplier: float = 1,
+) -> pd.DataFrame:
+    """Calibration summary plus holdout counts, like lifetimes' ``calibration_and_holdout_data``.
+
+    Columns: ``frequency_cal, recency_cal, T_cal[, monetary_value_cal],
+    frequency_holdout[, monetary_value_holdout], duration_holdout``. Only customers
+    seen in the calibration period are kept. ``calibration_end`` and
+    ``observation_end`` are inclusive; holdout purchases are counted as distinct periods.
+    """
+    unit_days = _check_freq(freq)
+    if transactions.empty:
+        raise CLVInputError("transactions are empty")
+    ts = _naive(transactions[time_col])
+    cal_end = pd.Timestamp(calibration_end)
+    obs_end = pd.Timestamp(observation_end) if observation_end is not None else ts.max()
+    if cal_end.tzinfo is not None:
+        cal_end = cal_end.tz_localize(None)
+    if obs_end.tzinfo is not None:
+        obs_end = obs_end.tz_localize(None)
+    data_start, data_end = ts.min(), ts.max()
+    if cal_end >= obs_end:
+        raise CLVInputError(f"calibration end {cal_end.date()} is not before the observation end {obs_end.date()}")
+    if cal_end < data_start:
+        raise CLVInputError(f"calibration end {cal_end.date()} is before the first transaction {data_start.date()}")
+    if cal_end > data_end:
+        raise CLVInputError(
+            f"calibration end {cal_end.date()} is after the data end {data_end.date()}: the holdout would be empty")
+    if obs_end > data_end + pd.Timedelta(days=1):
+        raise CLVInputError(
+            f"holdout runs to {obs_end.date()} but the data end on {data_end.date()}: "
+            "the holdout is longer than the data (shorten it or move the calibration end)")
+    cal_mask = (ts <= cal_end).to_numpy()
+    cal = rfm_summary(transactions.loc[cal_mask], customer_col, time_col, monetary_col,
+                      observation_end=cal_end, freq=freq, freq_multiplier=freq_multiplier)
+    cal.columns = [f"{c}_cal" for c in cal.columns]
+
+    hold_mask = (~cal_mask) & (ts <= obs_end).to_numpy()
+    hold = transactions.loc[hold_mask, [customer_col]].copy()
+    hold["_p"] = _period_index(transactions.loc[hold_mask, time_col], freq)
+    counts = hold.drop_duplicates().groupby(customer_col).size()
+    cal["frequency_holdout"] = counts.reindex(cal.index).fillna(0).astype("float64").to_numpy()
+    if monetary_col is not None:
+        mean = transactions.loc[hold_mask].groupby(customer_col)[monetary_col].mean()
+        cal["monetary_value_holdout"] = mean.reindex(cal.index).fillna(0).to_numpy()
+    p_cal = _period_index(pd.Series([cal_end]), freq)[0]
+    p_obs = _period_index(pd.Series([obs_end]), freq)[0]
+    cal["duration_holdout"] = (p_obs - p_cal) / (unit_days * freq_multiplier)
+    cal.attrs["time_unit_days"] = unit_days * freq_multiplier
+    return cal
+
+
+# --------------------------------------------------------------------------- models
+MODELS = {
+    "bgnbd": ("BetaGeoFitter", ["r", "alpha", "a", "b"]),
+    "pareto": ("ParetoNBDFitter", ["r", "alpha", "s", "beta"]),
+    "mbgnbd": ("ModifiedBetaGeoFitter", ["r", "alpha", "a", "b"]),
+}
+
+
+class ConvergenceError(RuntimeError):
+    """A model fit did not converge or gave non-finite parameters."""
+
+
+def compress_patterns(summary: pd.DataFrame, cols=("frequency", "recency", "T")) -> pd.DataFrame:
+    """Identical (frequency, recency, T) rows -> one row with a ``weight`` (count)."""
+    g = summary.groupby(list(cols), sort=True).size().rename("weight").reset_index()
+    return g
+
+
+@dataclass
+class FitInfo:
+    model: str
+    n_customers: int
+    n_patterns: int
+    log_likelihood: float
+    params: dict
+
+
+def fit_transactions_model(summary: pd.DataFrame, model: str = "bgnbd", penalizer: float = 0.0,
+                           compress: bool = True, **fit_kwargs):
+    """Fit a lifetimes transaction model on a summary; returns the fitted lifetimes object.
+
+    With ``compress`` identical (frequency, recency, T) patterns are fitted once
+    with a weight, which gives the same likelihood and is much faster on large
+    customer bases. ``fitter.fit_info_`` holds the log-likelihood of the whole
+    customer base and the number of patterns. Convergence problems raise
+    :class:`ConvergenceError` with advice, never a silent NaN.
+    """
+    import lifetimes
+
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
+    cls_name, names = MODELS[model]
+    if len(summary) == 0:
+        raise CLVInputError("no customers to fit")
+    if (summary["frequency"] > 0).sum() == 0:
+        raise CLVInputError("no customer has a repeat purchase: buy-till-you-die models cannot be fitted")
+    fitter = getattr(lifetimes, cls_name)(penalizer_coef=penalizer)
+    data = compress_patterns(summary) if compress else summary.assign(weight=1.0)
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fitter.fit(data["frequency"].to_numpy(), data["recency"].to_numpy(), data["T"].to_numpy(),
+                       weights=data["weight"].to_numpy(), **fit_kwargs)
+    except Exception as exc:  # lifetimes raises its own ConvergenceError or numeric errors
+        raise ConvergenceError(
+            f"{cls_name} did not converge ({type(exc).__name__}: {str(exc).strip()}). "
+            f"Try a larger penalizer (e.g. penalizer=0.001 or 0.01; now {penalizer}), "
+            "a coarser time unit (weeks), or check for customers with extreme frequency.") from exc
+    params = {k: float(fitter.params_[k]) for k in names}
+    if not all(np.isfinite(list(params.values()))):
+        raise ConvergenceError(f"{cls_name} gave non-finite parameters {params}; try a larger penalizer")
+    ll = log_likelihood(fitter, summary)
+    fitter.fit_info_ = FitInfo(model, int(len(summary)), int(len(data)), ll, params)
+    return fitter
+
+
+def log_likelihood(fitter, summary: pd.DataFrame) -> float:
+    """Total log-likelihood of ``summary`` under a fitted transaction model (no penalty)."""
+    cls = type(fitter)
+    params = fitter._unload_params(*[k for k in fitter.params_.index])
+    f, r, t = (summary[c].to_numpy() for c in ("frequency", "recency", "T"))
+    if cls.__name__ == "ParetoNBDFitter":
+        ll = cls._conditional_log_likelihood(params, f, r, t)
+    else:
+        ll = _bg_family_ll(fitter, params, f, r, t)
+    return float(np.sum(ll))
+
+
+def _bg_family_ll(fitter, params, f, r_, t):
+    """Per-customer log-likelihood for BG/NBD (Fader, Hardie & Lee 2005, eq. 6) and MBG/NBD."""
+    from scipy.special import gammaln
+
+    r, alpha, a, b = params
+    A1 = gammaln(r + f) - gammaln(r) + r * np.log(alpha)
+    if type(fitter).__name__ == "ModifiedBetaGeoFitter":
+        # Batislam, Denizel & Filiztekin (2007): dropout possible right after the first purchase
+        A2 = gammaln(a + b) + gammaln(b + f + 1) - gammaln(b) - gammaln(a + b + f + 1)
+        A3 = -(r + f) * np.log(alpha + t)
+        A4 = np.log(a) - np.log(b + f) + (r + f) * (np.log(alpha + t) - np.log(alpha + r_))
+        return A1 + A2 + A3 + np.log1p(np.exp(A4))
+    A2 = gammaln(a + b) + gammaln(b + f) - gammaln(b) - gammaln(a + b + f)
+    A3 = -(r + f) * np.log(alpha + t)
+    d = (f > 0).astype(float)
+    with np.errstate(divide="ignore"):
+        A4 = np.where(d > 0, np.log(a) - np.log(np.maximum(b + f - 1, 1e-300)) - (r + f) * np.log(alpha + r_), -np.inf)
+    return A1 + A2 + np.logaddexp(A3, A4)
+
+
+def fit_gamma_gamma(summary: pd.DataFrame, penalizer: float = 0.0):
+    """Fit Gamma-Gamma spend on repeat customers with positive monetary value.
+
+    Customers with ``frequency == 0`` or ``monetary_value <= 0`` are left out; the
+    count is in ``fitter.excluded_``. Returns the fitted lifetimes object.
+    """
+    from lifetimes import GammaGammaFitter
+
+    if "monetary_value" not in summary:
+        raise CLVInputError("summary has no monetary_value column: summarise with monetary_col=...")
+    use = (summary["frequency"] > 0) & (summary["monetary_value"] > 0)
+    excluded = {
+        "no_repeat_purchase": int((summary["frequency"] == 0).sum()),
+        "non_positive_spend": int(((summary["frequency"] > 0) & (summary["monetary_value"] <= 0)).sum()),
+    }
+    if use.sum() < 3:
+        raise CLVInputError(f"only {int(use.sum())} repeat customers with positive spend: too few for Gamma-Gamma")
+    ggf = GammaGammaFitter(penalizer_coef=penalizer)
+    try:
+        ggf.fit(summary.loc[use, "frequency"], summary.loc[use, "monetary_value"])
+    except Exception as exc:
+        raise ConvergenceError(
+            f"Gamma-Gamma did not converge ({type(exc).__name__}: {str(exc).strip()}); "
+            f"try penalizer=0.001 or larger (now {penalizer})") from exc
+    ggf.excluded_ = excluded
+    ggf.n_fitted_ = int(use.sum())
+    return ggf
