@@ -127,3 +127,36 @@ def test_bad_transactions_are_clear(tx):
     assert s.loc["a", "frequency"] == 0  # same-day purchases collapse into one
     with pytest.raises(clv.CLVInputError, match="no customer has a repeat purchase"):
         clv.fit_transactions_model(s, "bgnbd")
+
+
+def test_clv_equals_lifetimes_helper_with_same_units(cal):
+    """lifetimes' helper: 12 steps of 4.345 weeks, monthly rate 1%. Ours, in explicit days."""
+    s = _cal_summary(cal)
+    s.attrs = cal.attrs
+    f = clv.fit_transactions_model(s, "bgnbd")
+    g = clv.fit_gamma_gamma(s)
+    ref = g.customer_lifetime_value(f, s["frequency"], s["recency"].to_numpy(), s["T"].to_numpy(),
+                                    s["monetary_value"], time=12, discount_rate=0.01, freq="W")
+    step = 4.345 * 7
+    annual = 1.01 ** (365.25 / step) - 1
+    ours = clv.customer_lifetime_value(f, g, s, horizon_days=12 * step, step_days=step,
+                                       annual_discount_rate=annual)
+    np.testing.assert_allclose(ours["clv"].to_numpy(), ref.to_numpy(), rtol=1e-8, atol=1e-8)
+    # a longer horizon is worth more; discounting is worth less
+    longer = clv.customer_lifetime_value(f, g, s, horizon_days=730)
+    cheaper = clv.customer_lifetime_value(f, g, s, horizon_days=730, annual_discount_rate=0.5)
+    assert longer["clv"].sum() > ours["clv"].sum() > 0
+    assert cheaper["clv"].sum() < longer["clv"].sum()
+
+
+def test_holdout_scores_and_choice(cal):
+    s = _cal_summary(cal)
+    fits = {m: clv.fit_transactions_model(s, m) for m in ("bgnbd", "pareto")}
+    scores = clv.holdout_scores(cal, fits)
+    assert list(scores.columns[:3]) == ["model", "mae", "rmse"]
+    assert scores["rmse"].is_monotonic_increasing
+    assert scores["actual_total"].iloc[0] == cal["frequency_holdout"].sum()
+    # published: BG/NBD forecasts the 39-week holdout total within a few percent of actual
+    assert abs(scores.set_index("model").loc["bgnbd", "total_error_pct"]) < 15
+    name, why = clv.choose_model(scores)
+    assert name == scores["model"].iloc[0] and "RMSE" in why
