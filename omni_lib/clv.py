@@ -460,3 +460,61 @@ def clv_by_group(clv_table: pd.DataFrame, groups: pd.Series, value_col: str = "c
     out = g.groupby("group")[value_col].agg(customers="size", total="sum", mean="mean", median="median")
     out["value_share"] = out["total"] / out["total"].sum()
     return out.sort_values("total", ascending=False).reset_index()
+
+
+# --------------------------------------------------------------------------- plots
+def plot_calibration_vs_holdout(cal: pd.DataFrame, fitters: dict, max_freq: int = 7):
+    """Mean actual vs expected holdout purchases by calibration frequency (lifetimes' classic plot)."""
+    import matplotlib.pyplot as plt
+
+    x = cal["frequency_cal"].clip(upper=max_freq)
+    df = pd.DataFrame({"x": x, "actual": cal["frequency_holdout"]})
+    for name, f in fitters.items():
+        df[name] = predict_holdout(f, cal).to_numpy()
+    g = df.groupby("x").mean()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(g.index, g["actual"], "k-o", label="actual", linewidth=2)
+    for name in fitters:
+        ax.plot(g.index, g[name], "--", marker=".", label=name)
+    ax.set_title("Holdout purchases by calibration-period repeat purchases")
+    ax.set_xlabel(f"repeat purchases in the calibration period ({max_freq} = {max_freq} or more)")
+    ax.set_ylabel("mean purchases in the holdout")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_tracking(curve: pd.DataFrame, calibration_end, model_name: str = "model"):
+    """Cumulative repeat purchases per week: actual vs model, with the calibration end marked."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    ax.plot(curve["week_start"], curve["actual"], "k-", label="actual", linewidth=2)
+    ax.plot(curve["week_start"], curve["expected"], "--", color="#E45756", label=model_name)
+    ax.axvline(pd.Timestamp(calibration_end), color="grey", linestyle=":", label="calibration end")
+    ax.set_title("Cumulative repeat purchases: actual vs model")
+    ax.set_xlabel("week")
+    ax.set_ylabel("cumulative repeat purchases")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_clv_distribution(values: pd.Series, currency: str = "IDR"):
+    """Histogram of predicted CLV (log scale) and the cumulative value curve."""
+    import matplotlib.pyplot as plt
+
+    v = values[values > 0].sort_values(ascending=False)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    a1.hist(np.log10(v), bins=40, color="#4C78A8")
+    a1.set_title("Distribution of predicted CLV")
+    a1.set_xlabel(f"log10 CLV ({currency})")
+    a1.set_ylabel("customers")
+    share = np.arange(1, len(v) + 1) / len(v)
+    a2.plot(100 * share, 100 * v.cumsum() / v.sum(), color="#E45756")
+    a2.plot([0, 100], [0, 100], ":", color="grey")
+    a2.set_title("Share of predicted value held by the top customers")
+    a2.set_xlabel("top % of customers")
+    a2.set_ylabel("% of predicted value")
+    fig.tight_layout()
+    return fig

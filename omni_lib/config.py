@@ -1,0 +1,389 @@
+"""Read ``omni.yaml``: where the data is, how its columns map onto the contract,
+and the few global settings (timezone, currency, data end, channel vocabulary).
+
+The config file is the user's only place to bring their own data, so every
+mistake in it becomes a :class:`ConfigError` that names the offending key,
+instead of a ``KeyError`` deep inside a notebook.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+import yaml
+
+from omni_lib.schema import CONTRACT, REQUIRED_TABLES, TABLES
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "TableConfig",
+    "Channel",
+    "DEFAULT_CHANNELS",
+    "FORMATS",
+    "load_config",
+    "find_config",
+]
+
+FORMATS = ("csv", "parquet", "duckdb")
+KINDS = ("online", "offline")
+ROLES = ("sales", "communication", "both")
+
+# The default channel vocabulary (docs/contract.md, "Channels").
+DEFAULT_CHANNELS: dict[str, tuple[str, str]] = {
+    "web": ("online", "sales"),
+    "app": ("online", "sales"),
+    "marketplace": ("online", "sales"),
+    "store": ("offline", "sales"),
+    "whatsapp": ("online", "both"),
+    "call_center": ("offline", "both"),
+    "live_chat": ("online", "communication"),
+    "email": ("online", "communication"),
+    "social_ad": ("online", "communication"),
+    "search": ("online", "communication"),
+    "direct": ("online", "communication"),
+}
+
+_TOP_KEYS = (
+    "data",
+    "timezone",
+    "currency",
+    "data_end",
+    "allow_mixed_offsets",
+    "channels",
+    "params",
+)
+_DATA_KEYS = ("format", "root", "database", "tables")
+# Per-table keys. ``format`` lets one CSV table sit beside Parquet ones;
+# ``sep``/``encoding`` are passed to the CSV reader (Excel exports often use ';').
+_TABLE_KEYS = ("path", "columns", "format", "sep", "encoding")
+
+
+class ConfigError(Exception):
+    """``omni.yaml`` is missing or wrong; the message names the key to fix."""
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel of the vocabulary: ``kind`` online|offline, ``role`` sales|communication|both."""
+
+    name: str
+    kind: str
+    role: str
+
+    @property
+    def sells(self) -> bool:
+        return self.role in ("sales", "both")
+
+    @property
+    def communicates(self) -> bool:
+        return self.role in ("communication", "both")
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """Where one contract table comes from and how its columns are named there.
+
+    ``columns`` maps contract name -> the user's column name (only the renamed ones).
+    """
+
+    name: str
+    path: str
+    columns: dict[str, str] = field(default_factory=dict)
+    format: str | None = None  # per-table override of data.format (csv|parquet)
+    sep: str = ","
+    encoding: str = "utf-8"
+
+
+@dataclass
+class Config:
+    """The parsed ``omni.yaml``. Paths are absolute; ``data_end`` is tz-aware or None."""
+
+    format: str = "parquet"
+    root: Path = Path(".")
+    database: Path | None = None
+    tables: dict[str, TableConfig] = field(default_factory=dict)
+    timezone: str = "Asia/Jakarta"
+    currency: str = "IDR"
+    data_end: pd.Timestamp | None = None
+    allow_mixed_offsets: bool = False
+    channels: dict[str, Channel] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # the config file itself (None when built from a dict)
+    notes: list[str] = field(default_factory=list)  # non-fatal remarks for the user
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown top-level keys, kept
+
+    # -- convenience -------------------------------------------------------------
+    @property
+    def channel_names(self) -> list[str]:
+        return list(self.channels)
+
+    @property
+    def sales_channels(self) -> list[str]:
+        return [c.name for c in self.channels.values() if c.sells]
+
+    @property
+    def communication_channels(self) -> list[str]:
+        return [c.name for c in self.channels.values() if c.communicates]
+
+    @property
+    def online_channels(self) -> list[str]:
+        return [c.name for c in self.channels.values() if c.kind == "online"]
+
+    @property
+    def offline_channels(self) -> list[str]:
+        return [c.name for c in self.channels.values() if c.kind == "offline"]
+
+    def table_format(self, table: str) -> str:
+        """The reader for ``table``: its own ``format`` if set, else ``data.format``."""
+        t = self.tables[table]
+        return t.format or self.format
+
+    def source(self, table: str) -> Path | str:
+        """The file (csv/parquet) or the table name inside the database (duckdb)."""
+        t = self.tables[table]
+        if self.table_format(table) == "duckdb":
+            return t.path
+        p = Path(t.path).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None, base_dir: str | Path = ".",
+                  path: str | Path | None = None) -> "Config":
+        """Build a Config from an already-parsed mapping (what ``omni.yaml`` holds).
+
+        Relative paths resolve against ``base_dir`` (the config file's folder).
+        """
+        return _parse(raw or {}, Path(base_dir).resolve(), Path(path) if path else None)
+
+
+# -- loading -----------------------------------------------------------------------
+
+def find_config(path: str | Path | None = None) -> Path:
+    """The config file to use: ``path``, else ``$OMNI_CONFIG``, else ``./omni.yaml``,
+    else the nearest ``omni.yaml`` in a parent folder (so notebooks run from
+    ``notebooks/`` still find the repository's config)."""
+    if path is None:
+        path = os.environ.get("OMNI_CONFIG") or None
+        source = "$OMNI_CONFIG"
+    else:
+        source = "the given path"
+    if path is not None:
+        p = Path(path).expanduser()
+        if p.is_dir():
+            p = p / "omni.yaml"
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p} (from {source})")
+        return p.resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "omni.yaml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no omni.yaml found in {here} or its parent folders; "
+        "pass a path or set OMNI_CONFIG=/path/to/omni.yaml"
+    )
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and check ``omni.yaml`` (default: ``$OMNI_CONFIG`` or ``./omni.yaml``)."""
+    p = find_config(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{p}: the top level must be a mapping of keys (data:, timezone:, ...)")
+    return _parse(raw, p.parent.resolve(), p)
+
+
+# -- parsing (every error names its key) -------------------------------------------
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_keys(mapping: Mapping, allowed, where: str) -> None:
+    for k in mapping:
+        if k not in allowed:
+            raise ConfigError(
+                f"{where}: unknown key '{k}'{_suggest(k, allowed)}; allowed: {', '.join(allowed)}"
+            )
+
+
+def _mapping(value, where: str) -> Mapping:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping (key: value lines), got {type(value).__name__}")
+    return value
+
+
+def _resolve(base: Path, value, where: str) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ConfigError(f"{where}: expected a path, got {value!r}")
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _parse(raw: Mapping[str, Any], base: Path, path: Path | None) -> Config:
+    notes: list[str] = []
+    extra: dict[str, Any] = {}
+    for k in raw:
+        if k in _TOP_KEYS:
+            continue
+        # A near-miss of a known key is a typo that would silently fall back to a
+        # default (e.g. 'timezon'); anything else is kept for other tools in `extra`.
+        hint = _suggest(k, _TOP_KEYS)
+        if hint:
+            raise ConfigError(f"unknown key '{k}'{hint}; allowed: {', '.join(_TOP_KEYS)}")
+        extra[k] = raw[k]
+        notes.append(f"key '{k}' is not used by the data loader (kept in config.extra)")
+
+    # timezone / currency
+    tz = raw.get("timezone", "Asia/Jakarta") or "Asia/Jakarta"
+    try:
+        ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"timezone: unknown timezone '{tz}' (use an IANA name such as Asia/Jakarta)") from None
+    tz = str(tz)
+    currency = str(raw.get("currency", "IDR") or "IDR")
+
+    # data_end
+    data_end = _parse_data_end(raw.get("data_end"), tz)
+    if data_end is None:
+        notes.append("data_end is not set: timestamps in the future are not checked "
+                     "(set data_end in omni.yaml to the end of your export)")
+
+    allow_mixed = raw.get("allow_mixed_offsets", False)
+    if not isinstance(allow_mixed, bool):
+        raise ConfigError(f"allow_mixed_offsets: expected true or false, got {allow_mixed!r}")
+
+    channels = _parse_channels(raw.get("channels"))
+
+    params = _mapping(raw.get("params"), "params")
+
+    # data
+    if "data" not in raw:
+        raise ConfigError("data: missing; it says where your tables are (data.format, data.root, data.tables)")
+    data = _mapping(raw["data"], "data")
+    _check_keys(data, _DATA_KEYS, "data")
+    fmt = str(data.get("format", "parquet")).lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"data.format: unknown format '{data.get('format')}'; use one of {', '.join(FORMATS)}")
+    root = _resolve(base, data.get("root", "."), "data.root")
+    database = None
+    if fmt == "duckdb":
+        if not data.get("database"):
+            raise ConfigError("data.database: required for format duckdb (the .duckdb file)")
+        database = _resolve(base, data["database"], "data.database")
+    elif data.get("database"):
+        database = _resolve(base, data["database"], "data.database")
+
+    tables_raw = _mapping(data.get("tables"), "data.tables")
+    tables: dict[str, TableConfig] = {}
+    for name, spec in tables_raw.items():
+        where = f"data.tables.{name}"
+        if name not in TABLES:
+            raise ConfigError(f"{where}: unknown table '{name}'{_suggest(name, TABLES)}; "
+                              f"contract tables: {', '.join(TABLES)}")
+        tables[name] = _parse_table(name, spec, where, fmt)
+    for name in REQUIRED_TABLES:
+        if name not in tables:
+            raise ConfigError(f"data.tables.{name}: missing; the table '{name}' is required "
+                              f"(only {', '.join(t for t in TABLES if t not in REQUIRED_TABLES)} may be left out)")
+    for name in TABLES:
+        if name not in tables:
+            notes.append(f"table '{name}' is not configured: analyses that need it are skipped")
+
+    return Config(format=fmt, root=root.resolve(), database=database.resolve() if database else None,
+                  tables=tables, timezone=tz, currency=currency, data_end=data_end,
+                  allow_mixed_offsets=allow_mixed, channels=channels, params=dict(params),
+                  path=path, notes=notes, extra=extra)
+
+
+def _parse_table(name: str, spec, where: str, fmt: str) -> TableConfig:
+    if isinstance(spec, str):  # shorthand:  orders: orders.csv
+        spec = {"path": spec}
+    spec = _mapping(spec, where)
+    _check_keys(spec, _TABLE_KEYS, where)
+    if not spec.get("path") or not isinstance(spec["path"], str):
+        raise ConfigError(f"{where}.path: missing; give the file name (or the table name inside the duckdb database)")
+    tfmt = spec.get("format")
+    if tfmt is not None:
+        tfmt = str(tfmt).lower()
+        if tfmt not in FORMATS:
+            raise ConfigError(f"{where}.format: unknown format '{spec['format']}'; use one of {', '.join(FORMATS)}")
+        if (tfmt == "duckdb") != (fmt == "duckdb"):
+            raise ConfigError(f"{where}.format: a per-table format can switch between csv and parquet only")
+    known = CONTRACT[name].column_names
+    cols = _mapping(spec.get("columns"), f"{where}.columns")
+    mapping: dict[str, str] = {}
+    for contract_col, user_col in cols.items():
+        if contract_col not in known:
+            hint = _suggest(contract_col, known)
+            if user_col in known:  # written the wrong way round
+                hint = (f" (the mapping goes contract_name: your_column, "
+                        f"so write '{user_col}: {contract_col}')")
+            raise ConfigError(f"{where}.columns: unknown contract column '{contract_col}'{hint}; "
+                              f"columns of {name}: {', '.join(known)}")
+        if not isinstance(user_col, str) or not user_col:
+            raise ConfigError(f"{where}.columns.{contract_col}: expected your column's name, got {user_col!r}")
+        mapping[str(contract_col)] = user_col
+    dup = pd.Series(list(mapping.values()), dtype=object)
+    dup = dup[dup.duplicated()].unique().tolist()
+    if dup:
+        raise ConfigError(f"{where}.columns: your column '{dup[0]}' is mapped to more than one contract column")
+    return TableConfig(name=name, path=spec["path"], columns=mapping, format=tfmt,
+                       sep=str(spec.get("sep", ",")), encoding=str(spec.get("encoding", "utf-8")))
+
+
+def _parse_channels(raw) -> dict[str, Channel]:
+    if raw is None:
+        return {n: Channel(n, k, r) for n, (k, r) in DEFAULT_CHANNELS.items()}
+    raw = _mapping(raw, "channels")
+    if not raw:
+        raise ConfigError("channels: empty; list each channel with its kind and role (or remove the key for the default)")
+    out: dict[str, Channel] = {}
+    for name, spec in raw.items():
+        where = f"channels.{name}"
+        spec = _mapping(spec, where)
+        _check_keys(spec, ("kind", "role"), where)
+        kind, role = spec.get("kind"), spec.get("role")
+        if kind not in KINDS:
+            raise ConfigError(f"{where}.kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        if role not in ROLES:
+            raise ConfigError(f"{where}.role: expected one of {', '.join(ROLES)}, got {role!r}")
+        out[str(name)] = Channel(str(name), kind, role)
+    return out
+
+
+def _parse_data_end(value, tz: str) -> pd.Timestamp | None:
+    if value is None or value == "":
+        return None
+    date_only = isinstance(value, _dt.date) and not isinstance(value, _dt.datetime)
+    if isinstance(value, str):
+        date_only = len(value.strip()) == 10
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"data_end: cannot read {value!r} as a timestamp "
+                          "(write e.g. '2026-06-30 23:59:59')") from None
+    if ts is pd.NaT:
+        raise ConfigError(f"data_end: cannot read {value!r} as a timestamp")
+    if date_only:  # a bare date means "up to the end of that day"
+        ts = ts + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    return ts.tz_localize(tz) if ts.tz is None else ts.tz_convert(tz)
