@@ -232,3 +232,30 @@ def plot_channel_volume(volumes: pd.DataFrame, table: str, value: str = "rows", 
     ax.set_ylabel(value if value != "revenue" else "revenue")
     fig.tight_layout()
     return fig
+
+
+def headline(overview: pd.DataFrame, findings: pd.DataFrame, tables: Tables) -> tuple[str, dict]:
+    """One plain-language sentence and the key figures of the data-health report."""
+    ov = overview.set_index("table")
+    orders = tables.get("orders")
+    customers = tables.get("customers")
+    n_err = int((findings["severity"] == "error").sum())
+    n_warn = int((findings["severity"] == "warning").sum())
+    figures = {
+        "tables_loaded": int(len(ov)),
+        "customers": int(len(customers)) if customers is not None else 0,
+        "orders": int(len(orders)) if orders is not None else 0,
+        "revenue": float(orders["net_amount"].sum()) if orders is not None else 0.0,
+        "first_order": ov.loc["orders", "first"] if "orders" in ov.index else None,
+        "last_order": ov.loc["orders", "last"] if "orders" in ov.index else None,
+        "sales_channels_used": int(orders["channel"].nunique()) if orders is not None else 0,
+        "errors": n_err,
+        "warnings": n_warn,
+    }
+    days = int(ov.loc["orders", "days_covered"]) if "orders" in ov.index else 0
+    verdict = ("the data meets the contract" if n_err == 0
+               else f"{n_err} contract error(s) must be fixed before the analyses can be trusted")
+    text = (f"{figures['orders']:,} orders from {figures['customers']:,} customers over {days:,} days "
+            f"in {figures['sales_channels_used']} sales channels; {verdict}"
+            + (f", {n_warn} warning(s) to review." if n_warn else "."))
+    return text, figures

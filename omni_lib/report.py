@@ -64,7 +64,8 @@ def key_figures(figures: Mapping[str, Any], headline: str | None = None):
     """
     from IPython.display import display
 
-    payload = {"headline": headline, "figures": to_jsonable(dict(figures))}
+    payload = {"headline": headline, "figures": to_jsonable(dict(figures)),
+               "order": [str(k) for k in figures]}  # JSON objects may be re-sorted on the way
     rows = "".join(
         f"<tr><th style='text-align:left'>{html.escape(k.replace('_', ' '))}</th>"
         f"<td style='text-align:right'>{html.escape(_fmt(v))}</td></tr>"
@@ -91,4 +92,7 @@ def extract_key_figures(nb) -> dict | None:
             if KEY_FIGURES_MIME in data:
                 payload = data[KEY_FIGURES_MIME]
                 found = json.loads(payload) if isinstance(payload, str) else dict(payload)
+    if found and found.get("order"):
+        figs = found.get("figures", {})
+        found["figures"] = {k: figs[k] for k in found["order"] if k in figs}
     return found

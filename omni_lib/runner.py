@@ -188,6 +188,18 @@ def to_html(nb, include_code: bool = False) -> str:
     return body
 
 
+def _kernel_manager_class():
+    """Kernel manager on local IPC sockets: the kernel is only reached from this machine,
+    and ipykernel's "running over TCP without encryption" warning stays out of the output."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IPCKernelManager
+
+
 def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = False) -> NotebookResult:
     """Execute one notebook into ``out_dir``; never raises for notebook errors."""
     import papermill as pm
@@ -206,6 +218,7 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
             progress_bar=cell_progress,
             cwd=str(src.parent),
             log_output=False,
+            kernel_manager_class=_kernel_manager_class(),
         )
     except PapermillExecutionError as exc:
         error = {"ename": exc.ename, "evalue": str(exc.evalue), "cell_index": exc.cell_index}
