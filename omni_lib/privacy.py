@@ -1,7 +1,7 @@
 """Privacy rules every analysis goes through.
 
-Customers without analytics consent (``customers.consent_analytics == False``)
-are removed from every table before any analysis; the count is reported, never
+Customers without recorded analytics consent (``customers.consent_analytics``
+False or empty: no record of consent is treated as no consent) are removed from every table before any analysis; the count is reported, never
 silent. A missing consent column means consent was collected outside the data
 (everyone included, noted).
 """
@@ -28,7 +28,7 @@ def apply_consent(tables: Mapping[str, pd.DataFrame | None]) -> tuple[dict[str, 
     if customers is None or "consent_analytics" not in customers:
         info["note"] = "no consent_analytics column: every customer is included"
         return out, info
-    no = customers["consent_analytics"].eq(False).fillna(False).to_numpy(dtype=bool)
+    no = ~customers["consent_analytics"].eq(True).fillna(False).to_numpy(dtype=bool)
     excluded = set(customers.loc[no, "customer_id"])
     info["excluded_customers"] = len(excluded)
     if not excluded:

@@ -9,11 +9,11 @@ def test_consent_excludes_customers_everywhere_and_counts():
     tp = pd.DataFrame({"customer_id": ["b", None, "a"]})
     exp = pd.DataFrame({"unit_id": ["b", "a"]})
     out, info = apply_consent({"customers": customers, "orders": orders, "touchpoints": tp, "experiments": exp})
-    assert info["excluded_customers"] == 1
-    assert info["rows_removed"] == {"customers": 1, "orders": 2, "touchpoints": 1, "experiments": 1}
-    assert list(out["orders"]["customer_id"]) == ["a", "c"]          # unknown consent (NA) is kept
+    assert info["excluded_customers"] == 2                           # unknown consent counts as no consent
+    assert info["rows_removed"] == {"customers": 2, "orders": 3, "touchpoints": 1, "experiments": 1}
+    assert list(out["orders"]["customer_id"]) == ["a"]
     assert out["touchpoints"]["customer_id"].isna().sum() == 1       # anonymous rows kept
-    assert "1 customers without analytics consent" in info["note"]
+    assert "2 customers without analytics consent" in info["note"]
 
 
 def test_no_consent_column_keeps_everyone():
