@@ -130,12 +130,15 @@ def plan_parameters(
     defaults: Mapping[str, Any] | None,
     overrides: Mapping[str, Any] | None,
     config_path: Path | None,
+    output_dir: Path | None = None,
 ) -> dict[Path, dict[str, Any]]:
     """Parameters each notebook receives: config ``params``, then ``-p`` overrides.
 
     A notebook only receives the names its ``parameters`` cell declares; an
     override that no chosen notebook declares is an error (a typo would
-    otherwise be silently ignored).
+    otherwise be silently ignored). ``config_path`` and ``output_dir`` (the run
+    folder, for tables a notebook publishes beside its report) are injected
+    into notebooks that declare them.
     """
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     unknown = set(overrides or {}) - set().union(*[set(d) for d in declared.values()])
@@ -157,6 +160,8 @@ def plan_parameters(
         params.update({k: v for k, v in (overrides or {}).items() if k in names})
         if config_path is not None and "config_path" in names:
             params["config_path"] = str(config_path)
+        if output_dir is not None and "output_dir" in names:
+            params["output_dir"] = str(output_dir)
         plan[nb] = params
     return plan
 
@@ -341,14 +346,14 @@ def run(
         defaults = dict(load_config(config_path).params or {})
 
     chosen = resolve_notebooks(notebooks, notebooks_dir)
-    plan = plan_parameters(chosen, defaults, overrides, config_path if config_path.exists() else None)
-
-    reports_dir.mkdir(parents=True, exist_ok=True)
+    reports_dir = reports_dir.resolve()
     run_id = run_id or _new_run_id(reports_dir)
     final = reports_dir / run_id
     if final.exists():
         raise RunError(f"run folder {final} already exists; earlier runs are never overwritten")
     tmp = reports_dir / f".tmp-{run_id}"
+    plan = plan_parameters(chosen, defaults, overrides, config_path if config_path.exists() else None, tmp)
+    reports_dir.mkdir(parents=True, exist_ok=True)
     tmp.mkdir()
     started = _dt.datetime.now().astimezone()
     results: list[NotebookResult] = []

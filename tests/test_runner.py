@@ -36,7 +36,9 @@ def project(tmp_path: Path) -> Path:
         f"key_figures({{'answer': {CODE_MARKER} * 2}}, headline='The answer is known')",
         "print('visible output', scale)",
     ])
-    _nb(nbs / "01_also_good.ipynb", ["x = 1", "print('fine')"])
+    _nb(nbs / "01_also_good.ipynb", ["from pathlib import Path",
+        "if output_dir:\n    Path(output_dir, 'table.csv').write_text('a,b\\n1,2\\n')"],
+        params="x = 1\noutput_dir = None")
     return tmp_path
 
 
@@ -67,6 +69,7 @@ def test_successful_run_publishes_html_json_index_and_latest(project: Path):
     index = (d / "index.html").read_text()
     assert "00_good.html" in index and "01_also_good.html" in index and "The answer is known" in index
     assert (project / "reports" / "latest").resolve() == d.resolve()
+    assert (d / "table.csv").read_text() == "a,b\n1,2\n"   # output_dir injected, moved with the run
 
 
 def test_failing_notebook_other_reports_written_previous_run_untouched(project: Path):
@@ -114,7 +117,7 @@ def test_unknown_parameter_and_notebook_are_clear_errors(project: Path):
     assert proc.returncode == 2 and "scael" in proc.stderr
     proc = _cli(project, "99_missing")
     assert proc.returncode == 2 and "99_missing" in proc.stderr and "00_good" in proc.stderr
-    assert not (project / "reports").exists() or not any((project / "reports").iterdir())
+    assert not (project / "reports").exists()
 
 
 def test_parse_overrides_types():
