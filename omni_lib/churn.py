@@ -434,3 +434,92 @@ def select_model(models: Mapping[str, ChurnModel], X, y, random_state: int = 0) 
     auc = {name: float(np.mean(cross_val_score(clone(m), X, np.asarray(y), cv=folds, scoring="roc_auc")))
            for name, m in models.items()}
     return max(auc, key=auc.get), auc
+
+
+# --------------------------------------------------------------------------- plots
+def plot_roc_pr(y, scores: Mapping[str, np.ndarray]):
+    """ROC and precision-recall curves of every score, side by side."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for name, s in scores.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        a1.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, s):.3f})")
+        p, r, _ = precision_recall_curve(y, s)
+        a2.plot(r, p, label=f"{name} (AP {average_precision_score(y, s):.3f})")
+    a1.plot([0, 1], [0, 1], ":", color="grey")
+    a1.set_title("ROC curve: churners found vs loyal customers flagged")
+    a1.set_xlabel("false positive rate (active customers flagged)")
+    a1.set_ylabel("true positive rate (churners found)")
+    a1.legend(fontsize=8, loc="lower right")
+    a2.axhline(np.mean(y), color="grey", linestyle=":", label="churn rate")
+    a2.set_title("Precision-recall curve")
+    a2.set_xlabel("recall (share of churners found)")
+    a2.set_ylabel("precision (share of flagged who churn)")
+    a2.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(table: pd.DataFrame, name: str = "churn model"):
+    """Predicted vs observed churn per bin; the diagonal is perfect calibration."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    ax.plot(table["predicted"], table["observed"], "o-", label=name)
+    ax.set_title("Calibration: predicted vs observed churn")
+    ax.set_xlabel("predicted churn probability")
+    ax.set_ylabel("observed churn rate")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_lift(table: pd.DataFrame):
+    """Churn rate per risk decile and cumulative capture."""
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    a1.bar(table["decile"], table["churn_rate"], color="#E45756")
+    a1.set_title("Observed churn rate by risk decile (1 = highest risk)")
+    a1.set_xlabel("risk decile")
+    a1.set_ylabel("churn rate")
+    a2.plot(table["decile"] * 10, 100 * table["capture"], "o-")
+    a2.plot([0, 100], [0, 100], ":", color="grey")
+    a2.set_title("Share of all churners captured by contacting the riskiest")
+    a2.set_xlabel("% of customers contacted (riskiest first)")
+    a2.set_ylabel("% of churners captured")
+    fig.tight_layout()
+    return fig
+
+
+def plot_importance(table: pd.DataFrame, top: int = 12):
+    """Permutation importance (drop in ROC AUC) of the top features."""
+    import matplotlib.pyplot as plt
+
+    t = table.head(top).iloc[::-1]
+    labels = [FEATURE_LABELS.get(f, f.replace("share_", "share of orders in ").replace("_", " "))
+              for f in t["feature"]]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(t) + 1.2))
+    ax.barh(labels, t["importance"], xerr=t["std"], color="#4C78A8")
+    ax.set_title("What the churn model relies on (permutation importance)")
+    ax.set_xlabel("drop in ROC AUC when the feature is shuffled")
+    ax.set_ylabel("feature")
+    fig.tight_layout()
+    return fig
+
+
+def churn_headline(scored: pd.DataFrame, metrics_table: pd.DataFrame, value: pd.Series | None = None,
+                   currency: str = "") -> str:
+    """One plain sentence: how many are at high risk, how good the model is vs the baselines."""
+    m = metrics_table.set_index("model")["roc_auc"]
+    high = int((scored["risk_tier"] == "high").sum())
+    best_base = max(v for k, v in m.items() if k.startswith("baseline"))
+    text = (f"{high:,} of {len(scored):,} active customers are at high churn risk; the churn model ranks "
+            f"churners with ROC AUC {m['churn model']:.2f} vs {best_base:.2f} for the best simple rule")
+    if value is not None:
+        v = value.reindex(scored.index[scored["risk_tier"] == "high"]).sum()
+        text += f"; they hold {v:,.0f} {currency} of predicted value"
+    return text + "."

@@ -518,3 +518,116 @@ def plot_clv_distribution(values: pd.Series, currency: str = "IDR"):
     a2.set_ylabel("% of predicted value")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- the whole analysis
+TIME_UNITS = {"D": ("D", 1, "day"), "W": ("D", 7, "week")}
+
+#: Published CDNOW estimates (Fader, Hardie & Lee 2005; Gamma-Gamma: Fader & Hardie 2013 note)
+PUBLISHED_CDNOW = {
+    "bgnbd": {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426, "log_likelihood": -9582.4},
+    "pareto": {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669, "log_likelihood": -9595.0},
+    "gamma_gamma": {"p": 6.25, "q": 3.74, "v": 15.44},
+}
+
+
+@dataclass
+class CLTVResult:
+    """Everything the CLTV report shows (fitted on calibration, validated on holdout, then refit)."""
+
+    calibration: pd.DataFrame
+    fits: dict
+    failed: dict
+    scores: pd.DataFrame
+    chosen: str
+    why: str
+    tracking: pd.DataFrame
+    gamma_gamma: object
+    summary: pd.DataFrame
+    final_fit: object
+    final_gamma_gamma: object
+    clv: pd.DataFrame
+    unit_days: float
+    settings: dict
+
+
+def cltv_analysis(orders: pd.DataFrame, calibration_end, observation_end, horizon_days: float = 365,
+                  annual_discount_rate: float = 0.10, time_unit: str = "W", penalizer: float = 0.0,
+                  models=("bgnbd", "pareto", "mbgnbd")) -> CLTVResult:
+    """Fit BTYD models on the calibration period, pick one by holdout error, refit on all data, value customers.
+
+    The chosen model and Gamma-Gamma are refit on every purchase up to
+    ``observation_end`` before predicting forward ``horizon_days``.
+    """
+    if time_unit not in TIME_UNITS:
+        raise CLVInputError(f"time_unit must be 'D' (day) or 'W' (week), got {time_unit!r}")
+    freq, mult, _ = TIME_UNITS[time_unit]
+    kw = dict(customer_col="customer_id", time_col="order_ts", monetary_col="net_amount",
+              freq=freq, freq_multiplier=mult)
+    cal = calibration_holdout(orders, calibration_end, observation_end, **kw)
+    cal_summary = cal[["frequency_cal", "recency_cal", "T_cal", "monetary_value_cal"]].rename(
+        columns=lambda c: c.removesuffix("_cal"))
+    cal_summary.attrs = dict(cal.attrs)
+    fits, failed = {}, {}
+    for m in models:
+        try:
+            fits[m] = fit_transactions_model(cal_summary, m, penalizer=penalizer)
+        except ConvergenceError as exc:
+            failed[m] = str(exc)
+    if not fits:
+        raise ConvergenceError("no model converged: " + " | ".join(failed.values()))
+    scores = holdout_scores(cal, fits)
+    chosen, why = choose_model(scores)
+    tracking = tracking_curve(orders, fits[chosen], cal_summary, calibration_end, observation_end,
+                              unit_days=mult * _FREQ_DAYS[freq])
+    ggf_cal = fit_gamma_gamma(cal_summary, penalizer=penalizer)
+
+    obs = pd.Timestamp(observation_end)
+    ts = _naive(orders["order_ts"])
+    upto = orders.loc[(ts <= (obs.tz_localize(None) if obs.tzinfo else obs)).to_numpy()]
+    summary = rfm_summary(upto, observation_end=observation_end, **kw)
+    final_fit = fit_transactions_model(summary, chosen, penalizer=penalizer)
+    final_gg = fit_gamma_gamma(summary, penalizer=penalizer)
+    values = customer_lifetime_value(final_fit, final_gg, summary, horizon_days=horizon_days,
+                                     annual_discount_rate=annual_discount_rate)
+    values = values.join(summary)
+    return CLTVResult(cal, fits, failed, scores, chosen, why, tracking, ggf_cal, summary, final_fit, final_gg,
+                      values, float(mult * _FREQ_DAYS[freq]),
+                      dict(calibration_end=str(pd.Timestamp(calibration_end).date()),
+                           observation_end=str(obs.date()), horizon_days=horizon_days,
+                           annual_discount_rate=annual_discount_rate, time_unit=TIME_UNITS[time_unit][2],
+                           penalizer=penalizer))
+
+
+def parameters_table(result: CLTVResult, published: dict | None = None) -> pd.DataFrame:
+    """Fitted parameters per model (calibration fit), with published values beside them if given."""
+    rows = []
+    for name, f in result.fits.items():
+        for k, v in f.fit_info_.params.items():
+            rows.append({"model": name, "parameter": k, "estimate": v,
+                         "published": (published or {}).get(name, {}).get(k, np.nan)})
+        rows.append({"model": name, "parameter": "log_likelihood", "estimate": f.fit_info_.log_likelihood,
+                     "published": (published or {}).get(name, {}).get("log_likelihood", np.nan)})
+    for k in ("p", "q", "v"):
+        rows.append({"model": "gamma_gamma", "parameter": k, "estimate": float(result.gamma_gamma.params_[k]),
+                     "published": (published or {}).get("gamma_gamma", {}).get(k, np.nan)})
+    return pd.DataFrame(rows)
+
+
+def omnichannel_flag(orders: pd.DataFrame, sales_channels=None) -> pd.Series:
+    """'omnichannel' if a customer bought in two or more sales channels, else 'single-channel'."""
+    o = orders if sales_channels is None else orders[orders["channel"].isin(list(sales_channels))]
+    n = o.groupby("customer_id")["channel"].nunique()
+    return pd.Series(np.where(n >= 2, "omnichannel", "single-channel"), index=n.index, name="channel_breadth")
+
+
+def cltv_headline(values: pd.Series, top_share: float, horizon_days: float, currency: str,
+                  at_risk: int | None = None) -> str:
+    """'12% of customers hold 48% of predicted 12-month value ...' in plain words."""
+    conc = value_concentration(values, top_share)
+    months = horizon_days / 30.4375
+    text = (f"{top_share:.0%} of customers hold {conc:.0%} of the predicted {months:.0f}-month value "
+            f"({values.sum():,.0f} {currency} in all)")
+    if at_risk is not None:
+        text += f"; {at_risk:,} of these high-value customers are probably no longer active (P(alive) < 0.5)"
+    return text + "."

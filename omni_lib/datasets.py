@@ -45,3 +45,42 @@ def cdnow_summary() -> pd.DataFrame:
     """The published CDNOW summary (frequency, recency, T in weeks) from the lifetimes wheel."""
     with _lifetimes_file("cdnow_customers_summary.csv").open("r") as fh:
         return pd.read_csv(fh, index_col="ID")
+
+
+def load_for_modelling(dataset: str = "sample", config_path: str | None = None) -> dict:
+    """Tables and settings for the churn and CLTV notebooks.
+
+    ``dataset``: ``"cdnow"`` (the public CDNOW sample, dollars) or ``"sample"`` /
+    ``"configured"`` (the data configured in ``omni.yaml``, after the consent rule).
+    Returns ``{"tables", "currency", "data_end", "channel_kinds", "consent_note", "name"}``;
+    ``tables["orders"]`` holds completed and returned orders (cancelled ones are
+    dropped; a returned order is a purchase occasion worth 0).
+    """
+    if dataset == "cdnow":
+        tx = cdnow_transactions()
+        tx["channel"] = "web"
+        tx["order_id"] = tx.index.astype(str)
+        return {"tables": {"orders": tx}, "currency": "USD", "data_end": CDNOW_OBSERVATION_END,
+                "channel_kinds": {"web": "online"}, "consent_note": "public data set, no consent rule",
+                "name": "CDNOW 1/10 sample"}
+    if dataset not in ("sample", "configured"):
+        raise ValueError(f"dataset must be 'sample', 'configured' or 'cdnow', got {dataset!r}")
+    from . import io, privacy
+
+    ds = io.load(config_path)
+    tables, info = privacy.apply_consent(ds.tables)
+    orders = tables["orders"]
+    if orders is None or orders.empty:
+        raise ValueError("the configured data has no orders: churn and CLTV need purchase history")
+    if "status" in orders:
+        orders = orders[orders["status"].astype("string") != "cancelled"].copy()
+        returned = (orders["status"].astype("string") == "returned").to_numpy()
+        orders.loc[returned, "net_amount"] = 0.0
+    orders = orders[orders["customer_id"].notna()]
+    tables["orders"] = orders.reset_index(drop=True)
+    data_end = ds.config.data_end
+    if data_end is None:
+        data_end = orders["order_ts"].max()
+    kinds = {name: ch.kind for name, ch in ds.config.channels.items()}
+    return {"tables": tables, "currency": ds.config.currency, "data_end": pd.Timestamp(data_end),
+            "channel_kinds": kinds, "consent_note": info["note"], "name": "configured data"}
