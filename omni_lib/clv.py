@@ -234,9 +234,13 @@ def fit_transactions_model(summary: pd.DataFrame, model: str = "bgnbd", penalize
     fitter = getattr(lifetimes, cls_name)(penalizer_coef=penalizer)
     data = compress_patterns(summary) if compress else summary.assign(weight=1.0)
     try:
+        import contextlib
+        import io as _io
         import warnings
 
-        with warnings.catch_warnings():
+        # lifetimes prints scipy's whole optimiser state before raising on failure;
+        # the ConvergenceError below says what matters instead
+        with warnings.catch_warnings(), contextlib.redirect_stdout(_io.StringIO()):
             warnings.simplefilter("ignore", RuntimeWarning)
             fitter.fit(data["frequency"].to_numpy(), data["recency"].to_numpy(), data["T"].to_numpy(),
                        weights=data["weight"].to_numpy(), **fit_kwargs)

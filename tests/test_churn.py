@@ -79,7 +79,7 @@ def test_scored_table_has_tiers_and_reasons(cdnow):
     assert X.loc[scored.index[0], "days_since_last"] > X["days_since_last"].median()
 
 
-@pytest.mark.parametrize("cut,h,needle", [("1998-06-01", 273, "orders end"),
+@pytest.mark.parametrize("cut,h,needle", [("1998-06-01", 273, "data end on"),
                                           ("1996-01-01", 30, "no customer bought")])
 def test_bad_windows_are_clear(cdnow, cut, h, needle):
     with pytest.raises(churn.ChurnInputError, match=needle):
