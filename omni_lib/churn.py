@@ -349,28 +349,45 @@ def permutation_importance_table(model, X, y, n_repeats: int = 5, random_state: 
 
 
 # --------------------------------------------------------------------------- scoring
+def _fmt_value(feature: str, v: float) -> str:
+    if pd.isna(v):
+        return "none"
+    if feature.startswith("share_") or feature.endswith(("_share", "_rate", "p_alive")):
+        return f"{v:.0%}"
+    return f"{v:,.0f}" if abs(v) >= 10 else f"{v:,.2g}"
+
+
 def reasons(model, X: pd.DataFrame, top: int = 2) -> pd.Series:
     """Main reasons per customer: the features whose value pushes risk up most.
 
     For each feature, the risk is recomputed with that feature set to its
-    median; the features whose actual value raises the risk most over the
-    median are the reasons (a simple "what if typical" attribution, one model
-    call per feature, vectorised over customers).
+    median; the features whose actual value raises the log-odds of churn most
+    over the median are the reasons (a simple "what if typical" attribution, one
+    model call per feature, vectorised over customers). Log-odds keep the
+    comparison meaningful when a probability is already close to 0 or 1.
+    Each reason reads "days since the last purchase 412 (typical 61)".
     """
-    base = model.predict_proba(X)[:, 1]
+    eps = 1e-6
+
+    def logit(p):
+        p = np.clip(p, eps, 1 - eps)
+        return np.log(p / (1 - p))
+
+    base = logit(model.predict_proba(X)[:, 1])
     med = X.median(numeric_only=True)
     names = [c for c in X.columns if not X[c].isna().all()]
     deltas = np.zeros((len(X), len(names)))
-    for j, c in enumerate(names):
+    for j, c in enumerate(names):  # loop over features, vectorised over customers
         Xc = X.copy()
         Xc[c] = med[c]
-        deltas[:, j] = base - model.predict_proba(Xc)[:, 1]
+        deltas[:, j] = base - logit(model.predict_proba(Xc)[:, 1])
     top_idx = np.argsort(-deltas, axis=1)[:, :top]
-    labels = np.array([FEATURE_LABELS.get(c, c.replace("share_", "share of orders in ").replace("_", " "))
-                       for c in names])
+    labels = [FEATURE_LABELS.get(c, c.replace("share_", "share of orders in ").replace("_", " ")) for c in names]
+    values = X[names].to_numpy()
     text = []
-    for i in range(len(X)):
-        picked = [labels[j] for j in top_idx[i] if deltas[i, j] > 0.005]
+    for i in range(len(X)):  # formatting only
+        picked = [f"{labels[j]} {_fmt_value(names[j], values[i, j])} (typical {_fmt_value(names[j], med[names[j]])})"
+                  for j in top_idx[i] if deltas[i, j] > 0.05]
         text.append("; ".join(picked) if picked else "no single driver")
     return pd.Series(text, index=X.index, name="main_reasons")
 
@@ -429,7 +446,7 @@ def evaluate_time_based(tables, cutoff, horizon_days: float, channel_kinds=None,
 
 
 def select_model(models: Mapping[str, ChurnModel], X, y, random_state: int = 0) -> tuple[str, dict]:
-    """Pick the candidate with the best 5-fold ROC AUC on the *training* data only.
+    """Pick the candidate with the best 3-fold ROC AUC on the *training* data only.
 
     The test window never influences the choice, so the reported test metrics of
     the chosen model are honest.
@@ -437,7 +454,7 @@ def select_model(models: Mapping[str, ChurnModel], X, y, random_state: int = 0) 
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    folds = StratifiedKFold(5, shuffle=True, random_state=random_state)
+    folds = StratifiedKFold(3, shuffle=True, random_state=random_state)
     auc = {name: float(np.mean(cross_val_score(clone(m), X, np.asarray(y), cv=folds, scoring="roc_auc")))
            for name, m in models.items()}
     return max(auc, key=auc.get), auc
@@ -530,3 +547,40 @@ def churn_headline(scored: pd.DataFrame, metrics_table: pd.DataFrame, value: pd.
         v = value.reindex(scored.index[scored["risk_tier"] == "high"]).sum()
         text += f"; they hold {v:,.0f} {currency} of predicted value"
     return text + "."
+
+
+def churn_analysis(tables, data_end, horizon_days: float = 182, cutoff=None, channel_kinds=None,
+                   random_state: int = 0) -> dict:
+    """The whole churn report: honest evaluation, then a scored table for today.
+
+    1. Evaluation: :func:`evaluate_time_based` at ``cutoff`` (default: data end
+       minus the horizon, the latest cutoff whose window is fully observed).
+    2. Production: the chosen model is refit on customers active at ``cutoff``
+       with the labels observed since, and scores every customer active at the
+       data end (features from all data), with risk tier and main reasons.
+    """
+    end = _ts(data_end)
+    cutoff = _ts(cutoff) if cutoff is not None else end.normalize() - pd.Timedelta(days=horizon_days)
+    ev = evaluate_time_based(tables, cutoff, horizon_days, channel_kinds, random_state, data_end=data_end)
+    chosen = ev["chosen"]
+    y_te = ev["y_test"]
+    p_chosen = ev["scores"]["churn model"]
+    X_now = churn_features(tables, end, channel_kinds, horizon_days=horizon_days)
+    X_cut, X_now = align_columns(ev["X_test"], X_now)
+    prod = ChurnModel(ev["model"].kind, random_state).fit(X_cut, y_te)
+    scored = score_customers(prod, X_now)
+    # importance on the evaluation window, with the model that was evaluated there
+    imp_model = ev["models"][chosen]
+    X_imp = ev["X_test"].reindex(columns=imp_model.feature_names_in_).fillna(
+        {c: 0.0 for c in imp_model.feature_names_in_ if c.startswith("share_")})
+    importance = permutation_importance_table(imp_model, X_imp, y_te, n_repeats=3, random_state=random_state)
+    return {
+        **ev,
+        "cutoff": cutoff,
+        "lift": lift_table(y_te, p_chosen),
+        "calibration": calibration_table(y_te, p_chosen),
+        "importance": importance,
+        "scored": scored,
+        "X_now": X_now,
+        "churn_rate": float(np.mean(y_te)),
+    }

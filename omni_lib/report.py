@@ -60,7 +60,7 @@ def key_figures(figures: Mapping[str, Any], headline: str | None = None):
 
     ``figures`` maps a short name (``orders_total``) to a number or string;
     ``headline`` is one plain-language sentence for the run's index page.
-    Returns the JSON payload (handy in tests).
+    Returns nothing, so the call can end a notebook cell without echoing.
     """
     from IPython.display import display
 
@@ -80,7 +80,6 @@ def key_figures(figures: Mapping[str, Any], headline: str | None = None):
         {KEY_FIGURES_MIME: payload, "text/html": table_html, "text/plain": text},
         raw=True,
     )
-    return payload
 
 
 def extract_key_figures(nb) -> dict | None:
