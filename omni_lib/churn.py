@@ -232,7 +232,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     logistic regression.
     """
 
-    def __init__(self, kind: str = "hgb", random_state: int = 0, max_iter: int = 300, learning_rate: float = 0.05):
+    def __init__(self, kind: str = "hgb", random_state: int = 0, max_iter: int = 150, learning_rate: float = 0.1):
         self.kind = kind
         self.random_state = random_state
         self.max_iter = max_iter
@@ -338,10 +338,19 @@ def calibration_table(y, p, bins: int = 10) -> pd.DataFrame:
     return pd.DataFrame({"predicted": pred, "observed": obs})
 
 
-def permutation_importance_table(model, X, y, n_repeats: int = 5, random_state: int = 0) -> pd.DataFrame:
-    """Drop in ROC AUC when each feature is shuffled (scikit-learn permutation importance)."""
+def permutation_importance_table(model, X, y, n_repeats: int = 5, random_state: int = 0,
+                                 max_rows: int = 6000) -> pd.DataFrame:
+    """Drop in ROC AUC when each feature is shuffled (scikit-learn permutation importance).
+
+    On at most ``max_rows`` customers (a seeded random subset): the ranking of
+    features is stable well before that, and it keeps the report quick.
+    """
     from sklearn.inspection import permutation_importance
 
+    y = np.asarray(y)
+    if len(X) > max_rows:
+        idx = np.random.default_rng(random_state).choice(len(X), max_rows, replace=False)
+        X, y = X.iloc[idx], y[idx]
     r = permutation_importance(model, X, np.asarray(y), scoring="roc_auc", n_repeats=n_repeats,
                                random_state=random_state, n_jobs=1)
     return pd.DataFrame({"feature": X.columns, "importance": r.importances_mean, "std": r.importances_std}) \
@@ -357,7 +366,7 @@ def _fmt_value(feature: str, v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 10 else f"{v:,.2g}"
 
 
-def reasons(model, X: pd.DataFrame, top: int = 2) -> pd.Series:
+def reasons(model, X: pd.DataFrame, top: int = 2, typical: pd.Series | None = None) -> pd.Series:
     """Main reasons per customer: the features whose value pushes risk up most.
 
     For each feature, the risk is recomputed with that feature set to its
@@ -374,8 +383,8 @@ def reasons(model, X: pd.DataFrame, top: int = 2) -> pd.Series:
         return np.log(p / (1 - p))
 
     base = logit(model.predict_proba(X)[:, 1])
-    med = X.median(numeric_only=True)
-    names = [c for c in X.columns if not X[c].isna().all()]
+    med = typical if typical is not None else X.median(numeric_only=True)
+    names = [c for c in X.columns if not X[c].isna().all() and pd.notna(med.get(c))]
     deltas = np.zeros((len(X), len(names)))
     for j, c in enumerate(names):  # loop over features, vectorised over customers
         Xc = X.copy()
@@ -393,11 +402,18 @@ def reasons(model, X: pd.DataFrame, top: int = 2) -> pd.Series:
 
 
 def score_customers(model, X: pd.DataFrame, tiers=(0.5, 0.8)) -> pd.DataFrame:
-    """Scored customer table: churn probability, risk tier (low / medium / high) and reasons."""
+    """Scored customer table: churn probability, risk tier (low / medium / high) and reasons.
+
+    Reasons compare each customer with the median of all customers scored (the "typical" one).
+    """
     p = model.predict_proba(X)[:, 1]
     tier = np.where(p >= tiers[1], "high", np.where(p >= tiers[0], "medium", "low"))
     out = pd.DataFrame({"churn_probability": p, "risk_tier": tier}, index=X.index)
-    out["main_reasons"] = reasons(model, X)
+    # reasons are what someone acts on: worked out for medium and high risk only
+    out["main_reasons"] = "low risk"
+    risky = p >= tiers[0]
+    if risky.any():
+        out.loc[risky, "main_reasons"] = reasons(model, X.loc[risky], typical=X.median(numeric_only=True)).to_numpy()
     return out.sort_values("churn_probability", ascending=False)
 
 
