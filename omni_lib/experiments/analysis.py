@@ -1,0 +1,562 @@
+"""One experiment end to end, the decision, breakdowns, and the overview of all experiments.
+
+``analyze()`` runs, in the order a careful analyst would:
+
+1. the sample-ratio-mismatch check (and the units excluded on the way);
+2. every metric for every treatment against control: Welch for means (conversion is
+   the mean of 0/1), the delta method for ratios (AOV, return rate, orders per
+   session), CUPED on the pre-period covariate where one exists (the variance
+   reduction is reported), relative lifts by the log-scale delta method;
+3. Holm (the decision family: the primary metric over the treatment variants) and
+   Benjamini-Hochberg adjusted p-values, per family (primary, secondary, guardrails);
+4. Bayesian probability to beat control / to be best, and expected loss;
+5. daily monitoring: the fixed-horizon p-value and the always-valid confidence
+   sequence per assignment day;
+6. planning numbers: power at this size, the minimum detectable effect, units and
+   days needed for a range of lifts at the current traffic;
+7. the decision (``ship`` / ``do not ship`` / ``keep running``) with reasons in plain words.
+
+The decision rules (:func:`decide`), in order: a sample-ratio mismatch stops
+everything (do not ship; the comparison is broken). A treatment ships when it beats
+control on the primary metric after the Holm correction *and* no guardrail is
+significantly worse (guardrails are not corrected: missing a harm costs more than a
+false alarm). A significant guardrail harm, or a significant loss on the primary
+metric, means do not ship. Otherwise the result is inconclusive: keep running when
+the lift worth having (``mde``) is still inside the interval and reaching the
+needed size takes at most ``max_extra_days`` more days at the current traffic; do not
+ship when the interval already rules that lift out, or when it would take longer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from . import planning, sequential, stats
+from .errors import ExperimentInputError
+from .units import DEFAULT_WINDOW_DAYS, METRICS, ExperimentData, Metric, experiment_ids, prepare
+
+__all__ = ["ExperimentResult", "Decision", "analyze", "decide", "compare", "breakdown", "overview",
+           "DEFAULT_SECONDARY", "DEFAULT_GUARDRAILS"]
+
+DEFAULT_SECONDARY = ("revenue_per_user", "orders_per_user", "aov", "orders_per_session")
+DEFAULT_GUARDRAILS = ("return_rate",)
+
+
+@dataclass
+class Decision:
+    """``verdict`` is ``ship``, ``do not ship`` or ``keep running``; ``variant`` the one to ship (if any)."""
+
+    verdict: str
+    variant: str | None
+    headline: str
+    reasons: list[str]
+
+    def markdown(self) -> str:
+        return f"**Decision: {self.verdict.upper()}**" + (f" (variant {self.variant})" if self.variant else "") + \
+            "\n\n" + "\n".join(f"* {r}" for r in self.reasons)
+
+
+@dataclass
+class ExperimentResult:
+    """Everything :func:`analyze` found for one experiment (frames are ready to show)."""
+
+    data: ExperimentData
+    srm: dict
+    results: pd.DataFrame
+    bayes: pd.DataFrame
+    sequential: pd.DataFrame
+    plan: dict
+    decision: Decision
+    primary: str
+    alpha: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def experiment_id(self) -> str:
+        return self.data.experiment_id
+
+    def decision_rows(self, role: str | None = None) -> pd.DataFrame:
+        r = self.results.loc[self.results["decision_row"]]
+        return r if role is None else r.loc[r["role"] == role]
+
+    def key_figures(self) -> dict:
+        """The numbers a scheduled run charts (for ``omni_lib.report.key_figures``)."""
+        p = self.decision_rows("primary")
+        best = p.loc[p["variant"] == self.decision.variant] if self.decision.variant else p
+        best = best.iloc[int(np.nanargmax(best["rel_lift"].to_numpy()))] if len(best) else None
+        g = self.decision_rows("guardrail")
+        bayes = self.bayes.loc[self.bayes["metric"] == self.primary]
+        fig = {"experiment": self.experiment_id, "decision": self.decision.verdict,
+               "variant_to_ship": self.decision.variant or "none", "units": int(len(self.data.units)),
+               "srm_p_value": self.srm["p_value"], "srm_alert": self.srm["alert"]}
+        if best is not None:
+            fig.update({"primary_metric": self.primary, "compared_variant": best["variant"],
+                        "control_rate": best["control_value"], "variant_rate": best["variant_value"],
+                        "relative_lift": best["rel_lift"], "relative_lift_ci_low": best["rel_low"],
+                        "relative_lift_ci_high": best["rel_high"], "p_value_holm": best["p_holm"],
+                        "method": best["method"], "cuped_variance_reduction": best["variance_reduction"]})
+            pb = bayes.loc[bayes["variant"] == best["variant"], "p_beat_control"]
+            if len(pb):
+                fig["prob_beats_control"] = float(pb.iloc[0])
+        fig["guardrails_breached"] = int(g["harmful"].sum()) if len(g) else 0
+        return fig
+
+
+# --------------------------------------------------------------------------- comparisons
+def _metric(m: str | Metric) -> Metric:
+    if isinstance(m, Metric):
+        return m
+    if m not in METRICS:
+        raise ExperimentInputError(f"unknown metric '{m}'; known: {', '.join(METRICS)}")
+    return METRICS[m]
+
+
+def _values(units: pd.DataFrame, col: str, metric: str) -> pd.Series:
+    if col not in units:
+        raise ExperimentInputError(f"metric '{metric}': column '{col}' is not in the units table")
+    v = units[col]
+    if v.isna().all():
+        raise ExperimentInputError(f"metric '{metric}' is empty: '{col}' has no values "
+                                   "(e.g. no touchpoints with a session_id)")
+    return v.astype(float)
+
+
+def _capped(units: pd.DataFrame, m: Metric, cap_quantile: float | None) -> tuple[pd.DataFrame, float | None]:
+    """Winsorise the metric's numerator at a quantile of all units (both arms: blind to assignment)."""
+    if not cap_quantile or not m.cappable:
+        return units, None
+    if not 0.5 < cap_quantile < 1:
+        raise ExperimentInputError(f"cap_quantile must lie in (0.5, 1), got {cap_quantile}")
+    x = units[m.numerator].astype(float)
+    if m.denominator is None:
+        cap = float(x.quantile(cap_quantile))
+    else:  # cap per-order value: the numerator may not exceed cap × denominator
+        per = x[units[m.denominator] > 0] / units.loc[units[m.denominator] > 0, m.denominator]
+        cap = float(per.quantile(cap_quantile))
+        return units.assign(**{m.numerator: np.minimum(x, cap * units[m.denominator].astype(float))}), cap
+    return units.assign(**{m.numerator: np.minimum(x, cap)}), cap
+
+
+def compare(units: pd.DataFrame, metric: str | Metric, control: str, treatment: str, *, alpha: float = 0.05,
+            cuped: bool = True, cap_quantile: float | None = None, variant_col: str = "variant") -> list[dict]:
+    """The rows of the results table for one metric and one treatment (plain, plus CUPED when possible)."""
+    m = _metric(metric)
+    units, cap = _capped(units, m, cap_quantile)
+    c = units.loc[units[variant_col] == control]
+    t = units.loc[units[variant_col] == treatment]
+    if c.empty or t.empty:
+        raise ExperimentInputError(f"metric '{m.name}': variant '{control if c.empty else treatment}' has no units")
+    base = {"metric": m.name, "label": m.label, "variant": treatment, "higher_is_better": m.higher_is_better,
+            "unit": m.unit, "kind": m.kind, "cap": cap}
+    rows = []
+    if m.denominator is None:
+        yc, yt = _values(c, m.numerator, m.name), _values(t, m.numerator, m.name)
+        r = stats.compare_means(yc, yt, alpha)
+        rows.append({**base, "method": "welch", **_row(r, yc.mean(), yt.mean())})
+        cov = m.covariate
+        if cuped and cov and cov in units and units[cov].notna().all() and units[cov].astype(float).var() > 0:
+            rc = stats.compare_cuped(yc, c[cov].astype(float), yt, t[cov].astype(float), alpha)
+            rows.append({**base, "method": "cuped", **_row(rc, yc.mean(), yt.mean()),
+                         "variance_reduction": rc["variance_reduction"], "theta": rc["theta"],
+                         "covariate": cov})
+    else:
+        nc, dc = _values(c, m.numerator, m.name), _values(c, m.denominator, m.name)
+        nt, dt = _values(t, m.numerator, m.name), _values(t, m.denominator, m.name)
+        for side, d in (("control", dc), ("treatment", dt)):
+            if d.sum() <= 0:
+                raise ExperimentInputError(
+                    f"metric '{m.name}' is empty for the {side} ('{control if side == 'control' else treatment}'): "
+                    f"no unit has any {m.denominator} in the window")
+        r = stats.compare_ratios(nc, dc, nt, dt, alpha)
+        rows.append({**base, "method": "delta", **_row(r, r["mean_c"], r["mean_t"])})
+    return rows
+
+
+def _row(r: dict, control_value: float, variant_value: float) -> dict:
+    return {"n_control": r["n_c"], "n_variant": r["n_t"], "control_value": float(control_value),
+            "variant_value": float(variant_value), "abs_lift": r["diff"], "abs_low": r["abs_low"],
+            "abs_high": r["abs_high"], "rel_lift": r["rel"], "rel_low": r["rel_low"], "rel_high": r["rel_high"],
+            "se": r["se"], "p_value": r["p_value"], "mean_c": r["mean_c"], "mean_t": r["mean_t"],
+            "var_c": r["var_c"], "var_t": r["var_t"], "variance_reduction": np.nan, "theta": np.nan,
+            "covariate": None}
+
+
+# --------------------------------------------------------------------------- analysis
+def analyze(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, config=None,
+            window_days: float = DEFAULT_WINDOW_DAYS, attribution: str = "auto", control: str | None = None,
+            primary: str = "conversion", secondary: Sequence[str] = DEFAULT_SECONDARY,
+            guardrails: Sequence[str] = DEFAULT_GUARDRAILS, alpha: float = 0.05, mde: float = 0.10,
+            power: float = 0.8, max_extra_days: float = 60, cap_quantile: float | None = None,
+            cuped: bool = True, draws: int = 100_000, seed: int = 0,
+            data: ExperimentData | None = None) -> ExperimentResult:
+    """Analyse one experiment; see the module docstring for the steps and the decision rules.
+
+    ``tables`` are the contract tables after ``privacy.apply_consent``; ``mde`` the
+    smallest relative lift of the primary metric worth having; ``cap_quantile``
+    (e.g. 0.99) winsorises revenue-like metrics; ``data`` reuses a prepared
+    :class:`ExperimentData`. Raises :class:`ExperimentInputError` for bad input
+    (unknown id, one variant, no control, empty or constant primary metric, ...).
+    """
+    if not 0 < alpha < 0.5:
+        raise ExperimentInputError(f"alpha must lie in (0, 0.5), got {alpha}")
+    if mde <= 0:
+        raise ExperimentInputError(f"mde (the smallest relative lift worth having) must be positive, got {mde}")
+    d = data if data is not None else prepare(tables, experiment_id, config=config, window_days=window_days,
+                                              attribution=attribution, control=control)
+    notes = list(d.notes)
+    srm = stats.srm_check(d.counts(), d.planned_shares)
+    pm = _metric(primary)
+    roles = [("primary", pm)] + [("secondary", _metric(s)) for s in secondary if _metric(s).name != pm.name] + \
+        [("guardrail", _metric(g)) for g in guardrails]
+    rows = []
+    for role, m in roles:
+        try:
+            mrows = [r for v in d.treatments for r in compare(d.units, m, d.control, v, alpha=alpha, cuped=cuped,
+                                                              cap_quantile=cap_quantile)]
+        except ExperimentInputError as e:
+            if role == "primary":
+                raise ExperimentInputError(f"experiment '{d.experiment_id}', primary metric: {e}") from None
+            notes.append(f"{role} metric '{m.name}' skipped: {e}")
+            continue
+        for r in mrows:
+            r["role"] = role
+        rows += mrows
+    res = pd.DataFrame(rows)
+    # decision row per metric and variant: CUPED where available
+    has_cuped = res.groupby(["metric", "variant"])["method"].transform(lambda s: (s == "cuped").any())
+    res["decision_row"] = (res["method"] == "cuped") | ~has_cuped
+    res["p_holm"] = np.nan
+    res["p_bh"] = np.nan
+    for role in ("primary", "secondary", "guardrail"):
+        sel = res["decision_row"] & (res["role"] == role)
+        if sel.any():
+            res.loc[sel, "p_holm"] = stats.adjust_pvalues(res.loc[sel, "p_value"], "holm")
+            res.loc[sel, "p_bh"] = stats.adjust_pvalues(res.loc[sel, "p_value"], "fdr_bh")
+    good = np.where(res["higher_is_better"], res["abs_lift"] > 0, res["abs_lift"] < 0)
+    sig = res["p_value"] < alpha
+    res["significant"] = np.where(res["role"] == "primary", res["p_holm"] < alpha, sig)
+    res["harmful"] = (res["role"] == "guardrail") & sig & ~good & res["decision_row"]
+    res["direction"] = np.where(~res["significant"], "no clear change", np.where(good, "better", "worse"))
+    lead = ["role", "metric", "label", "variant", "method", "n_control", "n_variant", "control_value",
+            "variant_value", "abs_lift", "abs_low", "abs_high", "rel_lift", "rel_low", "rel_high", "p_value",
+            "p_holm", "p_bh", "significant", "direction", "harmful", "variance_reduction", "decision_row"]
+    res = res[lead + [c for c in res.columns if c not in lead]]
+
+    bayes = _bayes(d, res, roles, draws, seed)
+    seq = _monitor(d, pm, alpha)
+    plan = _plan(d, res, pm, alpha, power, mde)
+    dec = decide(d, srm, res, bayes, plan, alpha=alpha, mde=mde, max_extra_days=max_extra_days, sequential=seq)
+    return ExperimentResult(data=d, srm=srm, results=res, bayes=bayes, sequential=seq, plan=plan, decision=dec,
+                            primary=pm.name, alpha=alpha, notes=notes)
+
+
+def _bayes(d: ExperimentData, res: pd.DataFrame, roles, draws: int, seed: int) -> pd.DataFrame:
+    parts = []
+    for role, m in roles:
+        if role == "secondary":
+            continue
+        rows = res.loc[(res["metric"] == m.name) & res["decision_row"]]
+        if rows.empty:
+            continue
+        if m.kind == "proportion":
+            g = d.units.groupby("variant")[m.numerator].agg(["sum", "size"]).reindex(d.variants)
+            b = stats.bayes_binary(g["sum"].to_numpy(), g["size"].to_numpy(), 0, draws, seed,
+                                   higher_is_better=m.higher_is_better)
+            b["model"] = "beta-binomial"
+        else:
+            c = rows.iloc[0]
+            means = [c["mean_c"]] + rows["mean_t"].tolist()
+            ses = [math.sqrt(c["var_c"] / c["n_control"])] + \
+                  np.sqrt(rows["var_t"] / rows["n_variant"]).tolist()
+            b = stats.bayes_normal(means, ses, 0, draws, seed, higher_is_better=m.higher_is_better)
+            b["model"] = "normal approximation" + (" (CUPED)" if (rows["method"] == "cuped").any() else "")
+        b.insert(0, "variant", d.variants)
+        b.insert(0, "metric", m.name)
+        b.insert(0, "role", role)
+        parts.append(b)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _monitor(d: ExperimentData, m: Metric, alpha: float) -> pd.DataFrame:
+    """Daily looks for each treatment (Bonferroni over the treatments)."""
+    a = alpha / len(d.treatments)
+    parts = []
+    for v in d.treatments:
+        try:
+            s = sequential.cumulative_looks(d.units, m.numerator, v, d.control, look="day",
+                                            denominator=m.denominator, alpha=a)
+        except (ValueError, ZeroDivisionError):  # pragma: no cover - degenerate data
+            continue
+        s.insert(0, "variant", v)
+        parts.append(s)
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    out.attrs["alpha_per_comparison"] = a
+    return out
+
+
+def _plan(d: ExperimentData, res: pd.DataFrame, m: Metric, alpha: float, power: float, mde: float) -> dict:
+    c = d.units.loc[d.units["variant"] == d.control]
+    if m.denominator is None:
+        baseline = float(c[m.numerator].mean())
+        variance = None if m.kind == "proportion" else float(c[m.numerator].var(ddof=1))
+    else:
+        r = res.loc[(res["metric"] == m.name) & res["decision_row"]].iloc[0]
+        baseline, variance = float(r["mean_c"]), float(r["var_c"])
+    k = len(d.variants)
+    counts = d.counts()
+    n_c = counts[d.control]
+    n_t = float(np.mean([counts[v] for v in d.treatments]))
+    ratio = n_t / n_c
+    traffic = d.traffic_per_day
+    out = {"baseline": baseline, "variance": variance, "traffic_per_day": traffic, "one_shot": d.enrolment_days < 1,
+           "mde": mde, "alpha": alpha, "power": power, "variants": k, "ratio": ratio,
+           "n_control": n_c, "n_per_treatment": n_t, "n_total": int(len(d.units))}
+    if variance is None and not 0 < baseline < 1:
+        out.update(power_now=np.nan, mde_now=np.nan, needed=None, table=pd.DataFrame())
+        return out
+    try:
+        out["power_now"] = planning.power_at(n_c, baseline, mde, variance, alpha, ratio, k)
+        out["mde_now"] = planning.minimum_detectable_effect(n_c, baseline, variance, alpha, power, ratio, k)
+        out["needed"] = planning.sample_size(baseline, mde, variance, alpha, power, ratio, k)
+    except ExperimentInputError as e:
+        out.update(power_now=np.nan, mde_now=np.nan, needed=None, note=str(e))
+    grid = sorted(set((0.02, 0.05, 0.10, 0.15, 0.20, 0.30, mde)))
+    out["table"] = planning.plan_table(baseline, variance, traffic, grid, alpha, power, ratio, k)
+    return out
+
+
+# --------------------------------------------------------------------------- decision
+def _fmt(value: float, unit: str) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    if unit == "share":
+        return f"{value:.1%}"
+    if unit == "currency":
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _lift(r: pd.Series) -> str:
+    """'+4.1 pp, +19.3% (95% CI +9.6% to +29.7%)' or, without a relative interval, the absolute one."""
+    if np.isfinite(r["rel_low"]):
+        pp = f"{100 * r['abs_lift']:+.1f} pp, " if r["unit"] == "share" else ""
+        return f"{pp}{r['rel_lift']:+.1%} (95% CI {r['rel_low']:+.1%} to {r['rel_high']:+.1%})"
+    return f"{_fmt(r['abs_lift'], r['unit'])} (95% CI {_fmt(r['abs_low'], r['unit'])} to {_fmt(r['abs_high'], r['unit'])})"
+
+
+def _change(r: pd.Series) -> str:
+    return (f"{r['label'].split(' (')[0].lower()} {_fmt(r['control_value'], r['unit'])} → "
+            f"{_fmt(r['variant_value'], r['unit'])}")
+
+
+def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame, plan: dict, *,
+           alpha: float = 0.05, mde: float = 0.10, max_extra_days: float = 60,
+           sequential: pd.DataFrame | None = None) -> Decision:
+    """Ship / do not ship / keep running, with reasons in plain words (rules: module docstring)."""
+    name = d.experiment_id
+    p = res.loc[(res["role"] == "primary") & res["decision_row"]].set_index("variant")
+    g = res.loc[(res["role"] == "guardrail") & res["decision_row"]]
+    metric_label = p["label"].iloc[0].lower()
+    method = {"cuped": "CUPED-adjusted Welch test", "welch": "Welch test", "delta": "delta-method test"}[
+        p["method"].iloc[0]]
+    k = len(p)
+    holm = f", Holm-adjusted over {k} variants" if k > 1 else ""
+    pb = bayes.loc[bayes["role"] == "primary"].set_index("variant") if len(bayes) else pd.DataFrame()
+
+    def primary_line(v: str) -> str:
+        r = p.loc[v]
+        extra = ""
+        if v in pb.index:
+            extra = f"; probability it beats control {pb.loc[v, 'p_beat_control']:.1%}"
+        return (f"{v} vs {d.control}: {_change(r)}, {_lift(r)}, p = {r['p_holm']:.3g} ({method}{holm}){extra}.")
+
+    if srm["alert"]:
+        reasons = [srm["message"]]
+        reasons += [f"For the record only (not to act on): {primary_line(v)}" for v in p.index]
+        reasons.append("Find the cause (units lost in logging, a redirect, bot filtering, a late assignment "
+                       "trigger), fix it and run the test again.")
+        return Decision("do not ship", None, f"{name}: do not ship. The split of units is broken (sample ratio "
+                        f"mismatch, p = {srm['p_value']:.1e}), so the result cannot be trusted.", reasons)
+
+    harm = {v: g.loc[(g["variant"] == v) & g["harmful"]] for v in p.index}
+    good = np.where(p["higher_is_better"], p["abs_lift"] > 0, p["abs_lift"] < 0)
+    winners = [v for v, ok, s in zip(p.index, good, p["significant"]) if ok and s]
+    losers = [v for v, ok, s in zip(p.index, good, p["significant"]) if not ok and s]
+
+    def guard_lines(v: str) -> list[str]:
+        h = harm[v]
+        return [f"Guardrail breached: {_change(r)} for {v}, {_lift(r)}, p = {r['p_value']:.3g}."
+                for _, r in h.iterrows()]
+
+    def guard_ok(v: str) -> str:
+        gv = g.loc[g["variant"] == v]
+        if gv.empty:
+            return "No guardrail metric could be computed."
+        return "Guardrails hold: " + "; ".join(f"{_change(r)} (no significant harm, p = {r['p_value']:.2f})"
+                                               for _, r in gv.iterrows()) + "."
+
+    clean = [v for v in winners if harm[v].empty]
+    if clean:
+        best = max(clean, key=lambda v: p.loc[v, "rel_lift"])
+        reasons = [primary_line(best), guard_ok(best)]
+        if best in pb.index:
+            loss = pb.loc[best, "expected_loss_vs_control"]
+            loss_txt = (f"{100 * loss:.2f} percentage points" if p.loc[best, "unit"] == "share"
+                        else _fmt(loss, p.loc[best, "unit"]))
+            reasons.append(f"Risk of shipping {best}: if it were in fact worse, the expected loss in {metric_label} "
+                           f"is {loss_txt} (Bayesian expected loss).")
+        others = [v for v in p.index if v != best]
+        reasons += [f"Also compared: {primary_line(v)}" for v in others]
+        reasons += [line for v in winners if v != best for line in guard_lines(v)]
+        return Decision("ship", best, f"{name}: ship {best}. It lifts {metric_label} by {p.loc[best, 'rel_lift']:+.1%} "
+                        f"({_fmt(p.loc[best, 'control_value'], p.loc[best, 'unit'])} → "
+                        f"{_fmt(p.loc[best, 'variant_value'], p.loc[best, 'unit'])}) with no guardrail harm.", reasons)
+
+    any_harm = [v for v in p.index if not harm[v].empty]
+    if winners:  # every winner breaks a guardrail
+        v = max(winners, key=lambda v: p.loc[v, "rel_lift"])
+        h = harm[v].iloc[0]
+        reasons = [primary_line(v)] + guard_lines(v) + [
+            f"The gain in {metric_label} comes with a significant harm on a guardrail, so {v} should not ship "
+            "as it is; fix the cause of the harm and test again."]
+        return Decision("do not ship", None, f"{name}: do not ship {v}. It lifts {metric_label} by "
+                        f"{p.loc[v, 'rel_lift']:+.1%}, but {_change(h)}.", reasons)
+    if losers:
+        reasons = [primary_line(v) for v in p.index] + [line for v in any_harm for line in guard_lines(v)]
+        worst = min(losers, key=lambda v: p.loc[v, "rel_lift"])
+        return Decision("do not ship", None, f"{name}: do not ship. {worst} lowers {metric_label} by "
+                        f"{-p.loc[worst, 'rel_lift']:.1%}; no variant beats control.", reasons)
+
+    # inconclusive
+    reasons = [primary_line(v) for v in p.index] + [line for v in any_harm for line in guard_lines(v)]
+    rel_high = p["rel_high"] if p["higher_is_better"].iloc[0] else -p["rel_low"]
+    ruled_out = bool((rel_high < mde).all())
+    needed = plan.get("needed")
+    extra_units = max(0, needed["n_total"] - plan["n_total"]) if needed else None
+    if plan.get("one_shot"):
+        extra_time = (f"{extra_units:,} more units (another send of about that size)" if extra_units is not None
+                      else "more units")
+        extra_days = 0 if extra_units == 0 else (1 if extra_units is not None else math.inf)
+    else:
+        extra_days = math.ceil(extra_units / plan["traffic_per_day"]) if extra_units is not None else math.inf
+        extra_time = (f"{extra_units:,} more units, about {extra_days:,} more days at the current traffic of "
+                      f"{plan['traffic_per_day']:,.0f} units a day" if extra_units is not None else "more units")
+    power_now = plan.get("power_now", np.nan)
+    if any_harm:
+        reasons.append("A guardrail is significantly worse, so there is nothing to gain by waiting.")
+        return Decision("do not ship", None, f"{name}: do not ship. No clear gain in {metric_label}, and a "
+                        "guardrail got worse.", reasons)
+    if ruled_out:
+        reasons.append(f"The interval rules out a lift of {mde:.0%} or more, the smallest worth having: "
+                       "any effect is too small to matter. Keep the current version.")
+        return Decision("do not ship", None, f"{name}: do not ship. No variant changes {metric_label} by a "
+                        f"worthwhile amount (a {mde:.0%} lift is ruled out).", reasons)
+    reasons.append(f"Inconclusive: at this size the test had {power_now:.0%} power to detect a {mde:.0%} lift; "
+                   f"reaching 80% power needs {extra_time}.")
+    if sequential is not None and len(sequential) and d.running:
+        reasons.append("While it runs, read the always-valid interval (daily monitoring below), not the daily "
+                       "p-value: it may be looked at every day and stopped as soon as it excludes zero.")
+    if extra_days <= max_extra_days:
+        return Decision("keep running", None, f"{name}: keep running. No clear difference in {metric_label} yet; "
+                        f"it needs {extra_time}.", reasons)
+    reasons.append(f"That is longer than {max_extra_days:g} days, so the test is not worth continuing at this "
+                   "traffic: keep the current version (or test a bolder change).")
+    return Decision("do not ship", None, f"{name}: do not ship. No clear difference in {metric_label}, and "
+                    f"finding a {mde:.0%} lift would take about {extra_days:,} more days.", reasons)
+
+
+# --------------------------------------------------------------------------- breakdown
+def breakdown(data: ExperimentData, by: str, metric: str | Metric = "conversion", *, alpha: float = 0.05,
+              min_units: int = 300) -> pd.DataFrame:
+    """Lift per subgroup (``by``: a column of the units, e.g. ``acquisition_channel``), set-based.
+
+    Each row: subgroup, variant, units per arm, the rates, absolute and relative lift
+    with a (uncorrected) 95% interval, p-value, ``small`` (fewer than ``min_units``
+    units in an arm), and the heterogeneity test across the subgroups (Cochran's Q,
+    Cochran 1954, *Biometrics* 10:101-129: ``Q = Σ w_i (d_i - d̄)²``, ``w = 1/se²``,
+    chi-square with k-1 df) in ``attrs["heterogeneity"]``. Read with care: with many
+    subgroups some will look different by chance alone.
+    """
+    m = _metric(metric)
+    u = data.units
+    if by not in u:
+        raise ExperimentInputError(f"unknown breakdown column '{by}'; available: "
+                                   f"{[c for c in ('acquisition_channel', 'region', 'customer_type') if c in u]}")
+    col = m.numerator
+    den = m.denominator
+    parts = pd.DataFrame({"seg": u[by].astype(str).to_numpy(), "variant": u["variant"].to_numpy(),
+                          "n": 1.0, "a": u[col].astype(float).to_numpy(),
+                          "b": u[den].astype(float).to_numpy() if den else 1.0})
+    parts["aa"], parts["bb"], parts["ab"] = parts["a"] ** 2, parts["b"] ** 2, parts["a"] * parts["b"]
+    s = parts.groupby(["seg", "variant"]).sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s["mean"] = s["a"] / s["b"]
+        s["var"] = (s["aa"] - 2 * s["mean"] * s["ab"] + s["mean"] ** 2 * s["bb"]) / (s["n"] - 1) / (s["b"] / s["n"]) ** 2
+    rows = []
+    het = {}
+    for v in data.treatments:
+        c = s.xs(data.control, level="variant")
+        t = s.xs(v, level="variant") if v in s.index.get_level_values("variant") else c.iloc[:0]
+        segs = c.index.intersection(t.index)
+        c, t = c.loc[segs], t.loc[segs]
+        w = stats.welch_from_stats(c["mean"], c["var"], c["n"], t["mean"], t["var"], t["n"], alpha)
+        df = pd.DataFrame({by: segs, "variant": v, "n_control": c["n"].astype(int).to_numpy(),
+                           "n_variant": t["n"].astype(int).to_numpy(), "control_value": c["mean"].to_numpy(),
+                           "variant_value": t["mean"].to_numpy(), "abs_lift": w["diff"], "abs_low": w["abs_low"],
+                           "abs_high": w["abs_high"], "rel_lift": w["rel"], "rel_low": w["rel_low"],
+                           "rel_high": w["rel_high"], "p_value": w["p_value"]})
+        df["small"] = (df["n_control"] < min_units) | (df["n_variant"] < min_units)
+        ok = np.isfinite(w["se"]) & (w["se"] > 0) & ~df["small"].to_numpy()
+        if ok.sum() >= 2:
+            wt = 1 / w["se"][ok] ** 2
+            dbar = np.sum(wt * w["diff"][ok]) / wt.sum()
+            q = float(np.sum(wt * (w["diff"][ok] - dbar) ** 2))
+            het[v] = {"Q": q, "df": int(ok.sum() - 1), "p_value": float(sps.chi2.sf(q, ok.sum() - 1)),
+                      "subgroups": int(ok.sum())}
+        rows.append(df)
+    out = pd.concat(rows, ignore_index=True)
+    out.attrs["heterogeneity"] = het
+    n_seg = out[by].nunique()
+    small = int(out["small"].sum())
+    hp = [f"{v}: p = {h['p_value']:.2f}" for v, h in het.items()]
+    out.attrs["warning"] = (
+        f"{n_seg} subgroups by {by}: at a 5% level about {0.05 * n_seg:.1f} of them would look 'significant' by "
+        f"chance alone, and the intervals are not corrected for that. {small} subgroup rows have fewer than "
+        f"{min_units} units in an arm and are flagged small: do not read their lifts. Whether the lift differs "
+        f"between subgroups at all is the heterogeneity test ({'; '.join(hp) if hp else 'too few subgroups'}): "
+        "unless it is small, treat every subgroup as having the overall lift.")
+    return out
+
+
+# --------------------------------------------------------------------------- overview
+def overview(tables: Mapping[str, pd.DataFrame | None], *, config=None, ids: Iterable[str] | None = None,
+             **kwargs) -> tuple[pd.DataFrame, dict[str, ExperimentResult | str]]:
+    """Analyse every experiment; one summary row each (errors become a row with the message)."""
+    ids = list(ids) if ids is not None else experiment_ids(tables)
+    rows, results = [], {}
+    for x in ids:  # a loop over experiments (a handful), not over units
+        try:
+            r = analyze(tables, x, config=config, **kwargs)
+        except ExperimentInputError as e:
+            results[x] = str(e)
+            rows.append({"experiment": x, "decision": "error", "headline": str(e)})
+            continue
+        results[x] = r
+        p = r.decision_rows("primary")
+        best = p.iloc[int(np.nanargmax(p["rel_lift"].to_numpy()))] if r.decision.variant is None else \
+            p.loc[p["variant"] == r.decision.variant].iloc[0]
+        g = r.decision_rows("guardrail")
+        rows.append({"experiment": x, "start": r.data.first_assigned, "variants": len(r.data.variants),
+                     "units": len(r.data.units), "srm_p_value": r.srm["p_value"], "srm_alert": r.srm["alert"],
+                     "variant": best["variant"], "control_value": best["control_value"],
+                     "variant_value": best["variant_value"], "rel_lift": best["rel_lift"],
+                     "rel_low": best["rel_low"], "rel_high": best["rel_high"], "p_holm": best["p_holm"],
+                     "guardrail_harm": bool(g["harmful"].any()) if len(g) else False,
+                     "decision": r.decision.verdict, "ship": r.decision.variant or "",
+                     "headline": r.decision.headline})
+    return pd.DataFrame(rows), results

@@ -1,0 +1,320 @@
+"""Two-sample statistics for A/B tests: Welch, delta method, CUPED, SRM, Bayes, corrections.
+
+Everything here works on plain numbers or numpy arrays (per-unit values, or the
+per-group summaries ``n, mean, var``), so the same code serves one experiment and
+a simulation of thousands (arrays broadcast). The data side (which unit, which
+window) is in :mod:`omni_lib.experiments.units`.
+
+Library first: t / normal / chi-square distributions, the chi-square
+goodness-of-fit test and Benjamini-Hochberg from scipy. The few formulas written
+out here (Welch's interval from summaries, the log-scale delta method for the
+relative lift, the delta method for ratio metrics, CUPED, Holm) are a few lines each and are written by hand because they must run vectorised over
+simulations and over subgroups; each cites its source, and the tests check them
+against scipy, statsmodels and tea-tasting on the same data.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from .errors import ExperimentInputError
+
+__all__ = ["welch_from_stats", "compare_means", "compare_ratios", "compare_cuped", "group_summary",
+           "srm_check", "bayes_binary", "bayes_normal", "adjust_pvalues", "SRM_THRESHOLD"]
+
+#: p-value below which a sample-ratio mismatch is raised (Fabijan et al. 2019 use 0.0005;
+#: 0.001 is the common choice, e.g. Kohavi, Tang & Xu 2020, ch. 21)
+SRM_THRESHOLD = 0.001
+
+
+# --------------------------------------------------------------------------- frequentist
+def welch_from_stats(mean_c, var_c, n_c, mean_t, var_t, n_t, alpha: float = 0.05) -> dict[str, np.ndarray]:
+    """Welch's two-sample t test and intervals from group summaries (vectorised).
+
+    ``var_*`` are sample variances (ddof=1) of the per-unit values. Returns a dict of
+    arrays: ``diff`` (treatment - control), ``se``, ``df``, ``stat``, ``p_value``
+    (two-sided), ``abs_low/abs_high`` (the ``1-alpha`` interval of the difference),
+    ``rel`` (treatment/control - 1) and ``rel_low/rel_high``.
+
+    Sources: Welch (1947), *Biometrika* 34:28-35, with the Satterthwaite (1946)
+    degrees of freedom: ``df = (v_t/n_t + v_c/n_c)^2 / ((v_t/n_t)^2/(n_t-1) + (v_c/n_c)^2/(n_c-1))``;
+    the same numbers as ``scipy.stats.ttest_ind(equal_var=False)``.
+    Relative lift: the delta method on the log scale, ``Var(log ȳ) ≈ Var(ȳ)/μ²``
+    (Deng, Knoblich & Lu 2018, "Applying the Delta Method in Metric Analytics", KDD,
+    sec. 3; Kohavi, Tang & Xu 2020, *Trustworthy Online Controlled Experiments*,
+    ch. 18), so the interval is ``ratio · exp(±q·se_log) - 1`` (asymmetric, never below
+    -100%), with Welch degrees of freedom on that scale (as tea-tasting does). It is
+    undefined (NaN) when a mean is not positive.
+    """
+    mean_c, var_c, n_c, mean_t, var_t, n_t = (np.asarray(a, dtype=float) for a in
+                                              (mean_c, var_c, n_c, mean_t, var_t, n_t))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a, b = var_t / n_t, var_c / n_c
+        se = np.sqrt(a + b)
+        df = (a + b) ** 2 / (a ** 2 / (n_t - 1) + b ** 2 / (n_c - 1))
+        diff = mean_t - mean_c
+        stat = diff / se
+        p = 2.0 * sps.t.sf(np.abs(stat), df)
+        q = sps.t.ppf(1.0 - alpha / 2.0, df)
+        # relative lift, log-scale delta method
+        la, lb = a / mean_t ** 2, b / mean_c ** 2
+        se_log = np.sqrt(la + lb)
+        df_log = (la + lb) ** 2 / (la ** 2 / (n_t - 1) + lb ** 2 / (n_c - 1))
+        q_log = sps.t.ppf(1.0 - alpha / 2.0, df_log)
+        ratio = mean_t / mean_c
+        ok = (mean_t > 0) & (mean_c > 0)
+        rel = np.where(mean_c != 0, ratio - 1.0, np.nan)
+        rel_low = np.where(ok, ratio * np.exp(-q_log * se_log) - 1.0, np.nan)
+        rel_high = np.where(ok, ratio * np.exp(q_log * se_log) - 1.0, np.nan)
+    return {"diff": diff, "se": se, "df": df, "stat": stat, "p_value": p,
+            "abs_low": diff - q * se, "abs_high": diff + q * se,
+            "rel": rel, "rel_low": rel_low, "rel_high": rel_high}
+
+
+def _as_1d(x, what: str) -> np.ndarray:
+    a = np.asarray(x, dtype=float).ravel()
+    if a.size == 0:
+        raise ExperimentInputError(f"{what}: no values (the metric is empty)")
+    if np.isnan(a).any():
+        raise ExperimentInputError(f"{what}: {int(np.isnan(a).sum()):,} missing values; fill or drop them first")
+    if a.size < 2:
+        raise ExperimentInputError(f"{what}: only one unit; a variance needs at least two")
+    return a
+
+
+def _scalars(d: dict) -> dict:
+    return {k: (float(v) if np.ndim(v) == 0 else v) for k, v in d.items()}
+
+
+def _check_variance(var_c: float, var_t: float, what: str, value_c: float, value_t: float):
+    if var_c == 0 and var_t == 0:
+        raise ExperimentInputError(
+            f"{what} has zero variance: every unit has the same value in each variant "
+            f"(control {value_c:g}, treatment {value_t:g}); there is nothing to test "
+            "(check the metric definition, the window and the attribution)")
+
+
+def compare_means(control, treatment, alpha: float = 0.05) -> dict:
+    """Welch test of the difference in means of per-unit values (conversion 0/1, revenue, ...).
+
+    A conversion rate is the mean of a 0/1 value per unit, so the same test serves
+    proportions (it agrees with the unpooled two-proportion z-test to O(1/n)).
+    Returns :func:`welch_from_stats` as floats plus ``n_c, n_t, mean_c, mean_t, var_c, var_t``.
+    """
+    c, t = _as_1d(control, "control"), _as_1d(treatment, "treatment")
+    vc, vt = c.var(ddof=1), t.var(ddof=1)
+    _check_variance(vc, vt, "the metric", c.mean(), t.mean())
+    out = _scalars(welch_from_stats(c.mean(), vc, c.size, t.mean(), vt, t.size, alpha))
+    out.update(n_c=int(c.size), n_t=int(t.size), mean_c=float(c.mean()), mean_t=float(t.mean()),
+               var_c=float(vc), var_t=float(vt))
+    return out
+
+
+def _ratio_stats(num: np.ndarray, den: np.ndarray, what: str) -> tuple[float, float]:
+    """Ratio of means and the delta-method variance of its per-unit linearisation.
+
+    ``R = Σnum / Σden``; ``Var(R̂) ≈ Var(num - R·den) / (n · mean(den)²)`` (Deng et al. 2018,
+    KDD, eq. 3 and sec. 3.2: the randomisation unit is the unit, not the order/session,
+    so orders of one customer are not treated as independent). Returned as the
+    per-unit variance ``Var(num - R·den)/mean(den)²`` (ddof=1), to be divided by n.
+    """
+    if den.sum() <= 0:
+        raise ExperimentInputError(f"{what}: the denominator is zero in every unit (the metric is empty)")
+    r = num.sum() / den.sum()
+    lin = num - r * den
+    return float(r), float(lin.var(ddof=1) / den.mean() ** 2)
+
+
+def compare_ratios(num_c, den_c, num_t, den_t, alpha: float = 0.05) -> dict:
+    """Welch-type test of a ratio metric (AOV = revenue/orders, return rate = returns/orders, ...).
+
+    Each group's ratio of sums gets its delta-method variance (see :func:`_ratio_stats`),
+    then the difference / relative lift are tested as in :func:`welch_from_stats`.
+    Equal to ``tea_tasting.RatioOfMeans`` and, up to ``n/(n-1)``, to an OLS of the
+    order-level values on the variant with standard errors clustered by unit.
+    """
+    nc, dc = _as_1d(num_c, "control numerator"), _as_1d(den_c, "control denominator")
+    nt, dt = _as_1d(num_t, "treatment numerator"), _as_1d(den_t, "treatment denominator")
+    if nc.size != dc.size or nt.size != dt.size:
+        raise ExperimentInputError("numerator and denominator must have one value per unit")
+    rc, vc = _ratio_stats(nc, dc, "control")
+    rt, vt = _ratio_stats(nt, dt, "treatment")
+    _check_variance(vc, vt, "the ratio metric", rc, rt)
+    out = _scalars(welch_from_stats(rc, vc, nc.size, rt, vt, nt.size, alpha))
+    out.update(n_c=int(nc.size), n_t=int(nt.size), mean_c=rc, mean_t=rt, var_c=vc, var_t=vt,
+               den_c=float(dc.sum()), den_t=float(dt.sum()))
+    return out
+
+
+def compare_cuped(y_c, x_c, y_t, x_t, alpha: float = 0.05) -> dict:
+    """CUPED: the Welch test on ``y - θ(x - x̄)`` with a pre-period covariate ``x``.
+
+    ``θ = Cov(y, x) / Var(x)`` over all units of both groups, ``x̄`` the pooled mean
+    (Deng, Xu, Kohavi & Walker 2013, "Improving the Sensitivity of Online Controlled
+    Experiments by Utilizing Pre-Experiment Data", WSDM, sec. 3.1-3.3). The covariate
+    is measured before assignment, so the adjustment keeps the estimate unbiased and
+    removes the share ρ² of the variance it explains. Same numbers as
+    ``tea_tasting.Mean(value, covariate)``; close to the treatment coefficient of an
+    OLS ``y ~ treatment + x``.
+
+    Adds ``theta``, ``variance_reduction`` (1 - Var(adjusted diff) / Var(plain diff)),
+    ``se_plain`` and the adjusted means ``mean_c``, ``mean_t``.
+    """
+    yc, xc = _as_1d(y_c, "control metric"), _as_1d(x_c, "control covariate")
+    yt, xt = _as_1d(y_t, "treatment metric"), _as_1d(x_t, "treatment covariate")
+    if yc.size != xc.size or yt.size != xt.size:
+        raise ExperimentInputError("the covariate must have one value per unit")
+    y, x = np.r_[yc, yt], np.r_[xc, xt]
+    vx = x.var(ddof=1)
+    theta = float(np.cov(y, x, ddof=1)[0, 1] / vx) if vx > 0 else 0.0
+    xbar = x.mean()
+    ac, at = yc - theta * (xc - xbar), yt - theta * (xt - xbar)
+    vc, vt = ac.var(ddof=1), at.var(ddof=1)
+    _check_variance(vc, vt, "the CUPED-adjusted metric", ac.mean(), at.mean())
+    out = _scalars(welch_from_stats(ac.mean(), vc, ac.size, at.mean(), vt, at.size, alpha))
+    se_plain = float(np.sqrt(yc.var(ddof=1) / yc.size + yt.var(ddof=1) / yt.size))
+    out.update(n_c=int(yc.size), n_t=int(yt.size), mean_c=float(ac.mean()), mean_t=float(at.mean()),
+               var_c=float(vc), var_t=float(vt), theta=theta, se_plain=se_plain,
+               variance_reduction=float(1.0 - out["se"] ** 2 / se_plain ** 2) if se_plain > 0 else 0.0)
+    return out
+
+
+def group_summary(df: pd.DataFrame, value: str, by: str | Sequence[str]) -> pd.DataFrame:
+    """``n``, ``mean``, ``var`` (ddof=1) of one column per group, set-based."""
+    g = df.groupby(by, observed=True, sort=True)[value]
+    return pd.DataFrame({"n": g.size(), "mean": g.mean(), "var": g.var(ddof=1)})
+
+
+# --------------------------------------------------------------------------- SRM
+def srm_check(counts: Mapping[str, int], planned: Mapping[str, float] | None = None,
+              threshold: float = SRM_THRESHOLD) -> dict:
+    """Sample-ratio-mismatch test: chi-square goodness of fit of the units per variant.
+
+    ``planned`` maps variant -> planned share (normalised to sum 1 over the variants
+    present; None = equal split). Returns ``chi2``, ``df``, ``p_value``, ``alert``
+    (p < ``threshold``), ``table`` (variant, units, planned share, expected, observed
+    share) and a plain ``message``. Uses ``scipy.stats.chisquare``; the threshold
+    follows Kohavi, Tang & Xu (2020), ch. 21 (a mismatch invalidates the comparison:
+    something removed or added units differently per variant).
+    """
+    variants = list(counts)
+    if len(variants) < 2:
+        raise ExperimentInputError(f"a sample-ratio check needs at least two variants, got {variants}")
+    obs = np.array([counts[v] for v in variants], dtype=float)
+    if planned is None:
+        share = np.full(len(variants), 1.0 / len(variants))
+    else:
+        missing = [v for v in variants if v not in planned or not np.isfinite(planned[v])]
+        if missing:
+            raise ExperimentInputError(f"no planned share for variant(s) {missing}")
+        share = np.array([planned[v] for v in variants], dtype=float)
+        if (share <= 0).any():
+            raise ExperimentInputError(f"planned shares must be positive, got {dict(zip(variants, share))}")
+        share = share / share.sum()
+    n = obs.sum()
+    expected = share * n
+    chi2, p = sps.chisquare(obs, expected)
+    table = pd.DataFrame({"variant": variants, "units": obs.astype(int), "planned_share": share,
+                          "expected_units": expected, "observed_share": obs / n})
+    alert = bool(p < threshold)
+    worst = table.iloc[int(np.argmax(np.abs(obs - expected)))]
+    if alert:
+        message = (f"Sample ratio mismatch (p = {p:.1e} < {threshold:g}): {worst['variant']} has "
+                   f"{int(worst['units']):,} units where the plan expects {worst['expected_units']:,.0f} "
+                   f"({worst['observed_share']:.1%} instead of {worst['planned_share']:.1%}). Units were lost "
+                   "or added unevenly (logging, bots, redirects, late assignment), so the variants are no "
+                   "longer comparable: do not trust the lifts until the cause is found.")
+    else:
+        message = (f"No sample ratio mismatch (chi-square p = {p:.2f}): the split matches the plan "
+                   f"({', '.join(f'{v} {s:.1%}' for v, s in zip(variants, obs / n))}).")
+    return {"chi2": float(chi2), "df": len(variants) - 1, "p_value": float(p), "alert": alert,
+            "threshold": threshold, "table": table, "message": message}
+
+
+# --------------------------------------------------------------------------- Bayesian
+def _bayes_from_draws(draws: np.ndarray, control_index: int, higher_is_better: bool) -> pd.DataFrame:
+    """P(beat control), P(best) and expected loss from posterior draws (draws x variants).
+
+    Expected loss of choosing variant v = E[max_j θ_j - θ_v] (the value given up if v
+    is not the best), and against control E[max(θ_c - θ_v, 0)] (Stucchio 2015,
+    "Bayesian A/B Testing at VWO", sec. 4). For lower-is-better metrics the sign is flipped.
+    """
+    s = draws if higher_is_better else -draws
+    best = s.argmax(axis=1)
+    k = s.shape[1]
+    ctrl = s[:, [control_index]]
+    return pd.DataFrame({
+        "p_beat_control": (s > ctrl).mean(axis=0),
+        "p_best": np.bincount(best, minlength=k) / s.shape[0],
+        "expected_loss": (s.max(axis=1, keepdims=True) - s).mean(axis=0),
+        "expected_loss_vs_control": np.maximum(ctrl - s, 0.0).mean(axis=0),
+    })
+
+
+def bayes_binary(successes: Sequence[int], trials: Sequence[int], control_index: int = 0,
+                 draws: int = 200_000, seed: int = 0, prior: tuple[float, float] = (1.0, 1.0),
+                 higher_is_better: bool = True) -> pd.DataFrame:
+    """Beta-binomial posteriors per variant, Monte Carlo (seeded) probabilities and losses.
+
+    Posterior Beta(a + successes, b + failures) (uniform prior by default). For two
+    variants P(B > A) has a closed form (Miller 2015, "Formulas for Bayesian A/B
+    Testing"); the tests check these draws against it.
+    """
+    s, n = np.asarray(successes, dtype=float), np.asarray(trials, dtype=float)
+    if (s < 0).any() or (s > n).any():
+        raise ExperimentInputError("successes must lie between 0 and the number of trials")
+    rng = np.random.default_rng(seed)
+    d = rng.beta(prior[0] + s, prior[1] + n - s, size=(draws, s.size))
+    out = _bayes_from_draws(d, control_index, higher_is_better)
+    out.insert(0, "posterior_mean", (prior[0] + s) / (prior[0] + prior[1] + n))
+    return out
+
+
+def bayes_normal(means: Sequence[float], ses: Sequence[float], control_index: int = 0,
+                 draws: int = 200_000, seed: int = 0, higher_is_better: bool = True) -> pd.DataFrame:
+    """Normal (large-sample, flat-prior) posteriors N(mean, se²) per variant, as :func:`bayes_binary`.
+
+    Used for revenue, ratio and CUPED-adjusted metrics, where the sampling
+    distribution of the mean is close to normal at A/B-test sizes (Gelman et al.
+    2013, *Bayesian Data Analysis*, 3rd ed., sec. 4.1).
+    """
+    m, se = np.asarray(means, dtype=float), np.asarray(ses, dtype=float)
+    rng = np.random.default_rng(seed)
+    d = m + se * rng.standard_normal((draws, m.size))
+    out = _bayes_from_draws(d, control_index, higher_is_better)
+    out.insert(0, "posterior_mean", m)
+    return out
+
+
+# --------------------------------------------------------------------------- corrections
+def adjust_pvalues(p: Sequence[float], method: str = "holm") -> np.ndarray:
+    """Holm (``"holm"``) or Benjamini-Hochberg (``"fdr_bh"``) adjusted p-values.
+
+    Benjamini-Hochberg is ``scipy.stats.false_discovery_control``. Holm (1979), *Scand.
+    J. Statist.* 6:65-70, is written out (sorted ``p_(i)·(m-i+1)``, running maximum,
+    capped at 1) because ``statsmodels.stats.multitest.multipletests(method="holm")``
+    calls ``gc.collect()`` on every call, which costs ~0.15 s with the sample loaded;
+    the tests check it against statsmodels. NaN p-values are left out of the family
+    and stay NaN.
+    """
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    if not ok.any():
+        return out
+    q = p[ok]
+    if method == "holm":
+        order = np.argsort(q, kind="stable")
+        m = q.size
+        adj = np.minimum(1.0, np.maximum.accumulate(q[order] * (m - np.arange(m))))
+        res = np.empty(m)
+        res[order] = adj
+    elif method == "fdr_bh":
+        res = sps.false_discovery_control(q, method="bh")
+    else:
+        raise ExperimentInputError(f"unknown correction '{method}'; use 'holm' or 'fdr_bh'")
+    out[ok] = res
+    return out
