@@ -201,12 +201,21 @@ def _survey_features(surveys, cutoff) -> pd.DataFrame:
 
 def _btyd_features(orders: pd.DataFrame, cutoff, horizon_days: float) -> pd.DataFrame:
     """BG/NBD expected purchases in the next window and P(alive), fitted on pre-cutoff data only."""
+    import warnings
+
     s = clv.rfm_summary(orders, observation_end=cutoff, freq="D", freq_multiplier=7)
     try:
         fit = clv.fit_transactions_model(s, "bgnbd")
     except (clv.ConvergenceError, clv.CLVInputError):
         fit = clv.fit_transactions_model(s, "bgnbd", penalizer=0.01)
     t = horizon_days / 7
+    # lifetimes' closed forms overflow harmlessly (log of 0) for extreme customers
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _btyd_frame(fit, s, t)
+
+
+def _btyd_frame(fit, s, t):
     return pd.DataFrame({
         "bgnbd_expected": fit.conditional_expected_number_of_purchases_up_to_time(
             t, s["frequency"].to_numpy(), s["recency"].to_numpy(), s["T"].to_numpy()),

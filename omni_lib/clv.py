@@ -240,7 +240,7 @@ def fit_transactions_model(summary: pd.DataFrame, model: str = "bgnbd", penalize
 
         # lifetimes prints scipy's whole optimiser state before raising on failure;
         # the ConvergenceError below says what matters instead
-        with warnings.catch_warnings(), contextlib.redirect_stdout(_io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(_io.StringIO()), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             fitter.fit(data["frequency"].to_numpy(), data["recency"].to_numpy(), data["T"].to_numpy(),
                        weights=data["weight"].to_numpy(), **fit_kwargs)
