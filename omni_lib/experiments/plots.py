@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import PercentFormatter
 
-__all__ = ["plot_srm", "plot_lifts", "plot_posterior", "plot_sequential", "plot_plan", "plot_breakdown",
+__all__ = ["plot_srm", "plot_srm_overview", "plot_method_check", "plot_lifts", "plot_posterior", "plot_sequential", "plot_plan", "plot_breakdown",
            "plot_peeking", "plot_overview"]
 
 def _forest(ax, y, est, low, high, colours):
@@ -167,5 +167,39 @@ def plot_overview(ov: pd.DataFrame, title: str = "Every experiment: relative lif
     ax.set_xlabel("relative lift vs control, 95% interval (green ship, red do not ship, orange keep running)")
     ax.set_ylabel("experiment (variant shown)")
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_srm_overview(ov: pd.DataFrame, threshold: float = 0.001,
+                      title: str = "Sample-ratio check per experiment"):
+    r = ov.loc[ov["decision"] != "error"].iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(r) + 1.4))
+    score = -np.log10(np.maximum(r["srm_p_value"].astype(float), 1e-300))
+    ax.barh(np.arange(len(r)), score, color=["#d62728" if a else "#2ca02c" for a in r["srm_alert"]])
+    ax.axvline(-np.log10(threshold), color="black", ls="--", lw=0.8, label=f"alarm at p = {threshold:g}")
+    ax.set_yticks(np.arange(len(r)), r["experiment"])
+    ax.set_xlabel("-log10(p-value) of the chi-square test (longer = stronger mismatch)")
+    ax.set_ylabel("experiment")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_method_check(mc: pd.DataFrame, alpha: float = 0.05,
+                      title: str = "Looking every day: false positives with and without the always-valid interval"):
+    """The A/A false-positive rows of ``simulate.method_check`` as bars with 95% simulation error."""
+    fp = mc.loc[mc["check"].str.startswith("A/A false")]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    labels = [c.split(": ", 1)[1] for c in fp["check"]]
+    colours = ["#2ca02c" if "always" in c else ("#d62728" if "every day" in c else "#7f7f7f") for c in labels]
+    ax.barh(labels, fp["result"], xerr=1.96 * fp["simulation_error"], color=colours)
+    ax.axvline(alpha, color="black", ls="--", lw=0.8, label=f"promised {alpha:.0%}")
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel(f"share of {int(fp['simulated_tests'].iloc[0]):,} simulated A/A tests declared significant")
+    ax.set_ylabel("how the test is read")
+    ax.set_title(title)
+    ax.legend()
     fig.tight_layout()
     return fig
