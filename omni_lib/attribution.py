@@ -404,6 +404,12 @@ def touches_to_paths(touches: pd.DataFrame, channels: Iterable[str] | None = Non
 
 
 # ============================================================================ Markov
+def _encode(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Integer codes and the distinct values of a string array (pyarrow hashing, one pass)."""
+    de = pc.dictionary_encode(arr)
+    return de.indices.to_numpy(zero_copy_only=False), de.dictionary
+
+
 def absorption_probability(Q: np.ndarray, r: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """Absorption probabilities x = (I - Q)^-1 r of an absorbing chain (exact linear solve).
 
@@ -464,18 +470,17 @@ class MarkovAttribution:
             nul = data["nulls"].to_numpy(dtype=float)
             if (conv < 0).any() or (nul < 0).any():
                 raise AttributionInputError("paths: conversions and nulls must be >= 0")
-            val = data["value"].to_numpy(dtype=float) if "value" in data else conv.copy()
+            val = data["value"].to_numpy(dtype=float) if "value" in data else conv
             arr = pa.array(p.to_numpy(dtype=object) if p.dtype == object else p)
-            # group identical paths first (dictionary encoding: one pass, no Python loop)
-            de = pc.dictionary_encode(arr)
-            if isinstance(de, pa.ChunkedArray):
-                de = de.combine_chunks()
-            codes = de.indices.to_numpy(zero_copy_only=False)
-            k = len(de.dictionary)
+            if isinstance(arr, pa.ChunkedArray):
+                arr = arr.combine_chunks()
+            # group identical paths first (hashing), then work on the distinct paths only
+            codes, dictionary = _encode(arr)
+            k = len(dictionary)
             conv_u = np.bincount(codes, conv, minlength=k)
             nul_u = np.bincount(codes, nul, minlength=k)
-            val_u = np.bincount(codes, val, minlength=k)
-            return de.dictionary, conv_u, nul_u, val_u
+            val_u = np.bincount(codes, val, minlength=k) if "value" in data else conv_u.copy()
+            return dictionary, conv_u, nul_u, val_u
         t_paths, notes = touches_to_paths(data, self.channels, self.sep)
         self.notes_ += notes
         return (pa.array(t_paths["path"].to_numpy(dtype=object), pa.string()),
@@ -495,9 +500,13 @@ class MarkovAttribution:
         parts = pc.split_pattern(paths, self.sep)
         flat = parts.flatten()
         lens = pc.list_value_length(parts).to_numpy(zero_copy_only=False).astype(np.int64)
-        flat_np = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=object)
-        names, ch_codes = np.unique(flat_np, return_inverse=True)
-        ch_codes = ch_codes.astype(np.int64)
+        tok = pc.dictionary_encode(flat)
+        tok_names = np.asarray(tok.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+        srt = np.argsort(tok_names)
+        rank = np.empty_like(srt)
+        rank[srt] = np.arange(len(srt))
+        names = tok_names[srt]
+        ch_codes = rank[tok.indices.to_numpy(zero_copy_only=False)].astype(np.int64)
         # '' (a conversion without touches) is a path of length 0
         empty_name = np.nonzero(names == "")[0]
         if len(empty_name):
