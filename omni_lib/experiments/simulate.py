@@ -21,7 +21,7 @@ import numpy as np
 from .sequential import confidence_sequence, tune_tau2
 from .stats import welch_from_stats
 
-__all__ = ["Pool", "simulate_fixed", "simulate_peeking", "method_check"]
+__all__ = ["Pool", "simulate_fixed", "simulate_peeking", "method_check", "sample_truth_pool"]
 
 
 class Pool:
@@ -252,3 +252,25 @@ def method_check(units: "pd.DataFrame", n_sims: int = 1000, n_units: int = 6000,
                      "units_per_test": n_per_day * days, "result": pk[key], "simulation_error": pk[key + "_se"],
                      "target": f"at most {alpha:.0%}"})
     return pd.DataFrame(rows)
+
+
+def sample_truth_pool(sample_dir, experiment_id: str, variant: str = "A"):
+    """The sample generator's planted conversion probabilities of one experiment's control units.
+
+    Reads ``truth/experiment_units.parquet`` (``p_convert``: base rate × the unit's
+    engagement, as planted) and the unit's ``pre_orders`` from ``experiments.parquet``
+    as the covariate. Returns a ``bernoulli`` :class:`Pool` (treatment: ``min(p(1+l), 0.95)``,
+    the generator's own rule), so simulated tests follow the generator's mechanism.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(sample_dir)
+    u = pd.read_parquet(root / "truth" / "experiment_units.parquet")
+    e = pd.read_parquet(root / "experiments.parquet", columns=["experiment_id", "unit_id", "pre_orders"])
+    m = u.loc[(u["experiment_id"] == experiment_id) & (u["variant"] == variant)].merge(
+        e, on=["experiment_id", "unit_id"], how="left")
+    if m.empty:
+        raise ValueError(f"no truth units for {experiment_id} / {variant} in {root}")
+    return Pool("bernoulli", m["p_convert"].to_numpy(float), covariate=m["pre_orders"].fillna(0).to_numpy(float))
