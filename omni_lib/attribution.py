@@ -751,20 +751,22 @@ class ShapleyAttribution:
 
 # ============================================================================ comparison
 def compare_models(touches: pd.DataFrame, *, markov_order: int = 1, shapley: bool = True,
-                   channels: Iterable[str] | None = None, **heuristic_kwargs) -> pd.DataFrame:
+                   channels: Iterable[str] | None = None, markov: "MarkovAttribution | None" = None,
+                   shapley_model: "ShapleyAttribution | None" = None, **heuristic_kwargs) -> pd.DataFrame:
     """Share of conversions per channel under every model, side by side (rows: channels).
 
     Heuristic shares include ``(no touch)`` when some conversions had no touch; the
     data-driven shares are over the touched channels (they sum to 1 over channels).
     """
     cols = {}
+    touches, _ = check_touches(touches, channels)          # once, not once per model
     for m in HEURISTIC_MODELS:
-        r = heuristic_attribution(touches, m, channels=channels, **heuristic_kwargs).set_index("channel")
+        r = heuristic_attribution(touches, m, **heuristic_kwargs).set_index("channel")
         cols[m] = r["share"]
-    mk = MarkovAttribution(order=markov_order, channels=channels).fit(touches)
-    cols[f"markov_o{markov_order}"] = mk.attribution_.set_index("channel")["share"]
+    mk = markov if markov is not None else MarkovAttribution(order=markov_order).fit(touches)
+    cols[f"markov_o{mk.order}"] = mk.attribution_.set_index("channel")["share"]
     if shapley:
-        sh = ShapleyAttribution(channels=channels).fit(touches)
+        sh = shapley_model if shapley_model is not None else ShapleyAttribution().fit(touches)
         cols["shapley"] = sh.shares_
         cols["shapley_per_conversion"] = sh.credit_shares_
     return pd.DataFrame(cols).fillna(0.0).rename_axis("channel")
