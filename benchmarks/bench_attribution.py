@@ -63,7 +63,7 @@ def main() -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             r = ca.markov_model(data, var_path="path", var_conv="conversions", var_null="nulls",
                                 order=1, sep=">", flg_pro=False, verbose=False, **kw)
-        res = r["result"] if isinstance(r, dict) else r[0]
+        res = r if isinstance(r, pd.DataFrame) else r["result"]
         return res.set_index("channel_name")["total_conversions"]
 
     t = time.perf_counter()
