@@ -285,3 +285,27 @@ def test_overview_reports_errors_as_rows(tables, ds):
     ov, res = ab.overview(_exp(tables, bad), config=ds.config, ids=["EXP02_cta_button", "EXP06_abandoned_cart"])
     assert list(ov["decision"]) == ["error", "ship"]
     assert "only one variant" in ov.loc[0, "headline"] and isinstance(res["EXP02_cta_button"], str)
+
+
+def test_primary_can_be_any_metric(tables, ds):
+    r = ab.analyze(tables, "EXP04_personalised_offer", config=ds.config, primary="return_rate")
+    assert r.decision.verdict == "do not ship" and "worse" in r.decision.headline
+    assert set(r.results["role"]) == {"primary", "secondary"}      # not also a guardrail of itself
+    r2 = ab.analyze(tables, "EXP01_email_subject", config=ds.config, primary="revenue_per_user")
+    assert (r2.decision.verdict, r2.decision.variant) == ("ship", "B")
+    assert r2.bayes.query("role == 'primary'")["model"].str.contains("normal").all()
+
+
+def test_a_running_test_is_judged_by_the_always_valid_sequence(tables, ds):
+    """Mid-test export: the decision uses the confidence sequence, not the daily fixed p-value."""
+    cut = pd.Timestamp("2026-03-30 00:00:00", tz="Asia/Jakarta")
+    e = tables["experiments"].loc[lambda x: x["assigned_at"] <= cut]
+    r = ab.analyze(_exp(tables, e), "EXP06_abandoned_cart", config=ds.config, data_end=cut)
+    assert r.data.running
+    last = r.sequential.iloc[-1]
+    reasons = " ".join(r.decision.reasons)
+    assert "always-valid" in reasons
+    if r.decision.verdict == "ship":
+        assert last["p_always_valid"] < 0.05
+    else:
+        assert last["p_always_valid"] >= 0.05 or r.decision_rows("guardrail")["harmful"].any()

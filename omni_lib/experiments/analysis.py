@@ -21,7 +21,10 @@ everything (do not ship; the comparison is broken). A treatment ships when it be
 control on the primary metric after the Holm correction *and* no guardrail is
 significantly worse (guardrails are not corrected: missing a harm costs more than a
 false alarm). A significant guardrail harm, or a significant loss on the primary
-metric, means do not ship. Otherwise the result is inconclusive: keep running when
+metric, means do not ship. While the test is still running (some units' windows are
+still open at the data end) the primary metric is judged by the always-valid p-value
+and confidence sequence instead, so a team may re-read the report every day.
+Otherwise the result is inconclusive: keep running when
 the lift worth having (``mde``) is still inside the interval and reaching the
 needed size takes at most ``max_extra_days`` more days at the current traffic; do not
 ship when the interval already rules that lift out, or when it would take longer.
@@ -192,13 +195,14 @@ def analyze(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
             primary: str = "conversion", secondary: Sequence[str] = DEFAULT_SECONDARY,
             guardrails: Sequence[str] = DEFAULT_GUARDRAILS, alpha: float = 0.05, mde: float = 0.10,
             power: float = 0.8, max_extra_days: float = 60, cap_quantile: float | None = None,
-            cuped: bool = True, draws: int = 100_000, seed: int = 0,
+            cuped: bool = True, draws: int = 100_000, seed: int = 0, data_end=None,
             data: ExperimentData | None = None) -> ExperimentResult:
     """Analyse one experiment; see the module docstring for the steps and the decision rules.
 
     ``tables`` are the contract tables after ``privacy.apply_consent``; ``mde`` the
     smallest relative lift of the primary metric worth having; ``cap_quantile``
-    (e.g. 0.99) winsorises revenue-like metrics; ``data`` reuses a prepared
+    (e.g. 0.99) winsorises revenue-like metrics; ``data_end`` overrides the config's
+    (an export taken mid-test); ``data`` reuses a prepared
     :class:`ExperimentData`. Raises :class:`ExperimentInputError` for bad input
     (unknown id, one variant, no control, empty or constant primary metric, ...).
     """
@@ -207,12 +211,14 @@ def analyze(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
     if mde <= 0:
         raise ExperimentInputError(f"mde (the smallest relative lift worth having) must be positive, got {mde}")
     d = data if data is not None else prepare(tables, experiment_id, config=config, window_days=window_days,
-                                              attribution=attribution, control=control)
+                                              attribution=attribution, control=control, data_end=data_end)
     notes = list(d.notes)
     srm = stats.srm_check(d.counts(), d.planned_shares)
     pm = _metric(primary)
-    roles = [("primary", pm)] + [("secondary", _metric(s)) for s in secondary if _metric(s).name != pm.name] + \
-        [("guardrail", _metric(g)) for g in guardrails]
+    guards = [_metric(g) for g in guardrails if _metric(g).name != pm.name]
+    roles = [("primary", pm)] + [("secondary", _metric(s)) for s in secondary
+                                 if _metric(s).name not in {pm.name, *(g.name for g in guards)}] + \
+        [("guardrail", g) for g in guards]
     rows = []
     for role, m in roles:
         try:
@@ -260,7 +266,7 @@ def _bayes(d: ExperimentData, res: pd.DataFrame, roles, draws: int, seed: int) -
     for role, m in roles:
         if role == "secondary":
             continue
-        rows = res.loc[(res["metric"] == m.name) & res["decision_row"]]
+        rows = res.loc[(res["metric"] == m.name) & (res["role"] == role) & res["decision_row"]]
         if rows.empty:
             continue
         if m.kind == "proportion":
@@ -361,18 +367,29 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
     name = d.experiment_id
     p = res.loc[(res["role"] == "primary") & res["decision_row"]].set_index("variant")
     g = res.loc[(res["role"] == "guardrail") & res["decision_row"]]
-    metric_label = p["label"].iloc[0].lower()
+    metric_label = p["label"].iloc[0].split(" (")[0].lower()
     method = {"cuped": "CUPED-adjusted Welch test", "welch": "Welch test", "delta": "delta-method test"}[
         p["method"].iloc[0]]
     k = len(p)
     holm = f", Holm-adjusted over {k} variants" if k > 1 else ""
     pb = bayes.loc[bayes["role"] == "primary"].set_index("variant") if len(bayes) else pd.DataFrame()
+    # A test that is still running is looked at before its end: judge it by the always-valid
+    # sequence (safe under repeated looks), not by the fixed-horizon p-value.
+    seq_p = None
+    if d.running and sequential is not None and len(sequential):
+        last = sequential.groupby("variant").tail(1).set_index("variant")
+        a_seq = sequential.attrs.get("alpha_per_comparison", alpha / k)
+        seq_p = last["p_always_valid"].reindex(p.index)
+        p = p.assign(significant=(seq_p < a_seq).to_numpy())
 
     def primary_line(v: str) -> str:
         r = p.loc[v]
         extra = ""
         if v in pb.index:
             extra = f"; probability it beats control {pb.loc[v, 'p_beat_control']:.1%}"
+        if seq_p is not None:
+            extra += (f"; still running, so judged by the always-valid p = {seq_p[v]:.3g} "
+                      f"(needs < {a_seq:.3g})")
         return (f"{v} vs {d.control}: {_change(r)}, {_lift(r)}, p = {r['p_holm']:.3g} ({method}{holm}){extra}.")
 
     if srm["alert"]:
@@ -428,13 +445,18 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
                         f"{p.loc[v, 'rel_lift']:+.1%}, but {_change(h)}.", reasons)
     if losers:
         reasons = [primary_line(v) for v in p.index] + [line for v in any_harm for line in guard_lines(v)]
-        worst = min(losers, key=lambda v: p.loc[v, "rel_lift"])
-        return Decision("do not ship", None, f"{name}: do not ship. {worst} lowers {metric_label} by "
-                        f"{-p.loc[worst, 'rel_lift']:.1%}; no variant beats control.", reasons)
+        worst = max(losers, key=lambda v: abs(p.loc[v, "rel_lift"]))
+        return Decision("do not ship", None, f"{name}: do not ship. {worst} makes {metric_label} worse "
+                        f"({_fmt(p.loc[worst, 'control_value'], p.loc[worst, 'unit'])} → "
+                        f"{_fmt(p.loc[worst, 'variant_value'], p.loc[worst, 'unit'])}, "
+                        f"{p.loc[worst, 'rel_lift']:+.1%}); no variant beats control.", reasons)
 
     # inconclusive
     reasons = [primary_line(v) for v in p.index] + [line for v in any_harm for line in guard_lines(v)]
     rel_high = p["rel_high"] if p["higher_is_better"].iloc[0] else -p["rel_low"]
+    if seq_p is not None:  # running: the fixed interval is not valid yet; use the sequence
+        hb = p["higher_is_better"].iloc[0]
+        rel_high = (last["cs_high"] if hb else -last["cs_low"]).reindex(p.index) / p["control_value"]
     ruled_out = bool((rel_high < mde).all())
     needed = plan.get("needed")
     extra_units = max(0, needed["n_total"] - plan["n_total"]) if needed else None
