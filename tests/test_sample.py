@@ -14,6 +14,8 @@ from scipy import stats
 
 from omni_lib import sample
 
+pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword")  # raised inside duckdb's .df()
+
 N = 3_000
 TZ = "Asia/Jakarta"
 LAUNCH = pd.Timestamp("2025-07-01", tz=TZ)
