@@ -91,7 +91,7 @@ class ExperimentResult:
         """The numbers a scheduled run charts (for ``omni_lib.report.key_figures``)."""
         p = self.decision_rows("primary")
         best = p.loc[p["variant"] == self.decision.variant] if self.decision.variant else p
-        best = best.iloc[int(np.nanargmax(best["rel_lift"].to_numpy()))] if len(best) else None
+        best = best.iloc[_argbest(best)] if len(best) else None
         g = self.decision_rows("guardrail")
         bayes = self.bayes.loc[self.bayes["metric"] == self.primary]
         fig = {"experiment": self.experiment_id, "decision": self.decision.verdict,
@@ -108,6 +108,11 @@ class ExperimentResult:
                 fig["prob_beats_control"] = float(pb.iloc[0])
         fig["guardrails_breached"] = int(g["harmful"].sum()) if len(g) else 0
         return fig
+
+
+def _argbest(rows: pd.DataFrame) -> int:
+    """Position of the row with the largest relative lift (NaN lifts last)."""
+    return int(np.argmax(np.nan_to_num(rows["rel_lift"].to_numpy(float), nan=-np.inf)))
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -570,7 +575,7 @@ def overview(tables: Mapping[str, pd.DataFrame | None], *, config=None, ids: Ite
             continue
         results[x] = r
         p = r.decision_rows("primary")
-        best = p.iloc[int(np.nanargmax(p["rel_lift"].to_numpy()))] if r.decision.variant is None else \
+        best = p.iloc[_argbest(p)] if r.decision.variant is None else \
             p.loc[p["variant"] == r.decision.variant].iloc[0]
         g = r.decision_rows("guardrail")
         rows.append({"experiment": x, "start": r.data.first_assigned, "variants": len(r.data.variants),

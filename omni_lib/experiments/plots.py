@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import PercentFormatter
 
-__all__ = ["plot_srm", "plot_srm_overview", "plot_method_check", "plot_lifts", "plot_posterior", "plot_sequential", "plot_plan", "plot_breakdown",
+__all__ = ["plot_srm", "plot_srm_overview", "plot_method_check", "plot_lifts", "plot_posterior", "plot_sequential",
+           "plot_plan", "plot_breakdown",
            "plot_peeking", "plot_overview"]
 
 def _forest(ax, y, est, low, high, colours):

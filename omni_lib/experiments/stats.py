@@ -8,9 +8,11 @@ window) is in :mod:`omni_lib.experiments.units`.
 Library first: t / normal / chi-square distributions, the chi-square
 goodness-of-fit test and Benjamini-Hochberg from scipy. The few formulas written
 out here (Welch's interval from summaries, the log-scale delta method for the
-relative lift, the delta method for ratio metrics, CUPED, Holm) are a few lines each and are written by hand because they must run vectorised over
-simulations and over subgroups; each cites its source, and the tests check them
-against scipy, statsmodels and tea-tasting on the same data.
+relative lift, the delta method for ratio metrics, CUPED) are a few lines each and
+are written by hand because they must run vectorised over simulations and over
+subgroups; Holm is written out because statsmodels' version is slow here (see
+:func:`adjust_pvalues`). Each cites its source, and the tests check them against
+scipy, statsmodels and tea-tasting on the same data.
 """
 from __future__ import annotations
 
