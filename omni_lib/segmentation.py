@@ -1000,6 +1000,7 @@ def plot_k_metrics(scores: pd.DataFrame, chosen_k: int | None = None):
             ax.axvline(chosen_k, color="grey", linestyle="--")
         ax.set_title(label, fontsize=10)
         ax.set_ylabel(col.replace("_", " "))
+    for ax in axes[-1]:
         ax.set_xlabel("number of segments k")
     fig.suptitle("How many segments? Cluster-quality indices and stability by k"
                  + (f" (chosen k = {chosen_k}, dashed)" if chosen_k is not None else ""))
@@ -1034,6 +1035,35 @@ def plot_projection(model: BehaviouralSegmenter, X, labels, names: Mapping[int, 
     return fig
 
 
+_PROFILE_LABELS = {
+    "online_share": "online share of orders", "n_channels": "sales channels used",
+    "orders_per_customer": "orders per customer", "aov": "average order value",
+    "median_recency_days": "days since last purchase (median)", "discount_share": "discount share",
+    "return_rate": "share of orders returned", "contacts_per_order": "service contacts per order",
+    "nps": "NPS (-100 to 100)", "nps_mean": "mean NPS answer (0-10)", "customer_share": "share of customers",
+    "revenue_share": "share of revenue", "items_per_order": "items per order",
+    "multichannel_share": "share using 2+ channels",
+}
+
+
+def _profile_label(col: str) -> str:
+    if col.startswith("share_"):
+        return f"{col[6:].replace('_', ' ')} share of orders"
+    return _PROFILE_LABELS.get(col, col.replace("_", " "))
+
+
+def _compact(x: float, col: str) -> str:
+    if not np.isfinite(x):
+        return ""
+    if "share" in col or "rate" in col:
+        return f"{x:.0%}"
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:.1f}m"
+    if abs(x) >= 1e4:
+        return f"{x / 1e3:.0f}k"
+    return f"{x:,.0f}" if abs(x) >= 100 or col in ("nps", "median_recency_days") else f"{x:.1f}"
+
+
 def plot_profile_heatmap(profiles: pd.DataFrame, columns: Sequence[str] | None = None,
                          names: Mapping | None = None):
     """Segments x profile measures; colour = standardised across segments, text = the value."""
@@ -1043,23 +1073,21 @@ def plot_profile_heatmap(profiles: pd.DataFrame, columns: Sequence[str] | None =
         columns = [c for c in profiles.columns if c.startswith("share_")] + [
             c for c in ("online_share", "n_channels", "orders_per_customer", "aov", "median_recency_days",
                         "discount_share", "return_rate", "contacts_per_order", "nps") if c in profiles]
-    v = profiles[list(columns)].astype("float64")
+    columns = list(columns)
+    v = profiles[columns].astype("float64")
     z = (v - v.mean()) / v.std(ddof=0).replace(0, 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(columns), 1.2 + 0.55 * len(v)))
+    fig, ax = plt.subplots(figsize=(1.5 + 0.75 * len(columns), 1.6 + 0.5 * len(v)))
     im = ax.imshow(z.to_numpy(), cmap="RdBu_r", vmin=-2, vmax=2, aspect="auto")
-    ax.set_xticks(range(len(columns)), [_feature_label(c) if c in FEATURE_LABELS or c.startswith("share_")
-                                         else c.replace("_", " ") for c in columns], rotation=40, ha="right")
+    ax.set_xticks(range(len(columns)), [_profile_label(c) for c in columns], rotation=40, ha="right")
     ax.set_yticks(range(len(v)), [str((names or {}).get(i, i)) for i in v.index])
     for i in range(v.shape[0]):
         for j in range(v.shape[1]):
-            x = v.iat[i, j]
-            txt = "" if not np.isfinite(x) else (f"{x:.0%}" if 0 <= x <= 1 and ("share" in columns[j] or "rate" in columns[j])
-                                                 else f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}")
-            ax.text(j, i, txt, ha="center", va="center", fontsize=7)
+            ax.text(j, i, _compact(v.iat[i, j], columns[j]), ha="center", va="center", fontsize=7,
+                    color="white" if abs(z.iat[i, j]) > 1.2 else "black")
     ax.set_xlabel("profile measure (colour: above / below the average segment)")
     ax.set_ylabel("segment")
     ax.set_title("Segment profiles")
-    fig.colorbar(im, ax=ax, label="standard deviations from the segment average", shrink=0.8)
+    fig.colorbar(im, ax=ax, label="standard deviations from\nthe segment average", shrink=0.8)
     fig.tight_layout()
     return fig
 
@@ -1108,13 +1136,13 @@ def plot_migration(migration: pd.DataFrame, start_label: str = "start", end_labe
     fig, ax = plt.subplots(figsize=(1.5 + 1.1 * share.shape[1], 1.2 + 0.6 * share.shape[0]))
     im = ax.imshow(share.to_numpy(), cmap="Blues", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(share.shape[1]), share.columns, rotation=30, ha="right")
-    ax.set_yticks(range(share.shape[0]), share.index)
+    ax.set_yticks(range(share.shape[0]), [f"{r} ({n:,})" for r, n in migration.sum(axis=1).items()])
     for i in range(share.shape[0]):
         for j in range(share.shape[1]):
             ax.text(j, i, f"{share.iat[i, j]:.0%}", ha="center", va="center", fontsize=7,
                     color="white" if share.iat[i, j] > 0.6 else "black")
     ax.set_xlabel(f"segment at {end_label}")
-    ax.set_ylabel(f"segment at {start_label}")
+    ax.set_ylabel(f"segment at {start_label} (customers)")
     ax.set_title("Segment migration: where each group's customers went")
     fig.colorbar(im, ax=ax, label="share of the row's customers", shrink=0.8)
     fig.tight_layout()
