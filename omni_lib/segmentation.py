@@ -410,7 +410,9 @@ def _check_k(k, n_samples: int | None = None, what: str = "n_clusters") -> int:
         raise SegmentationInputError(
             f"too few customers for {what}={k}: {n_samples} customers, need at least "
             f"{MIN_CUSTOMERS_PER_SEGMENT * k} ({MIN_CUSTOMERS_PER_SEGMENT} per segment); "
-            f"use at most {n_samples // MIN_CUSTOMERS_PER_SEGMENT} segments")
+            + (f"use at most {n_samples // MIN_CUSTOMERS_PER_SEGMENT} segments"
+               if n_samples >= 2 * MIN_CUSTOMERS_PER_SEGMENT else
+               f"segmenting needs at least {2 * MIN_CUSTOMERS_PER_SEGMENT} customers"))
     return k
 
 

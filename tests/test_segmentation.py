@@ -217,6 +217,18 @@ def test_estimator_conventions(sample, fitted):
     np.testing.assert_array_equal(again.labels_, model.labels_)
 
 
+def test_pipeline_log_scales_imputes_and_standardises():
+    X = pd.DataFrame({"frequency": [1.0, 3, 7, 15, 31, 63, 2, 4, 9, 20],
+                      "share_web": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 0.1, 0.3, 0.5, 0.7],
+                      "nps_mean": [np.nan, 2.0, np.nan, 6.0, 8.0, 10.0, 9.0, np.nan, 3.0, 7.0]})
+    model = BehaviouralSegmenter(2, log_features="auto", n_init=2).fit(X)
+    assert list(model.log_columns_) == ["frequency"]
+    freq = np.log1p(X["frequency"].to_numpy())
+    nps = X["nps_mean"].fillna(7.0).to_numpy()  # median of the answers 2, 3, 6, 7, 8, 9, 10
+    expected = np.column_stack([(v - v.mean()) / v.std() for v in (freq, X["share_web"].to_numpy(), nps)])
+    np.testing.assert_allclose(model.transform(X), expected)
+
+
 # ------------------------------------------------------------------------ choosing k
 def test_choose_k_finds_planted_number_on_sample(sample):
     scores = sg.evaluate_k(sample["feats"], ks=range(2, 10))
@@ -355,6 +367,8 @@ def test_bad_k_and_too_few_customers():
         BehaviouralSegmenter(6).fit(X)
     with pytest.raises(SegmentationInputError, match="at least 2 segments"):
         BehaviouralSegmenter(1).fit(X)
+    with pytest.raises(SegmentationInputError, match="segmenting needs at least 10 customers"):
+        BehaviouralSegmenter(2).fit(X.iloc[:7])
     for bad in (2.5, "6", True):
         with pytest.raises(SegmentationInputError, match="not a whole number"):
             BehaviouralSegmenter(bad).fit(X)
