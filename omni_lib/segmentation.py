@@ -856,7 +856,7 @@ def persona_lines(profiles: pd.DataFrame, names: pd.Series | None = None, curren
     """A plain-language line per segment, e.g. "Omnichannel loyalists — 12% of customers,
     38% of revenue, buy on the web shop, in store and in the app; 16.6 orders each, AOV
     IDR 790k, NPS 62". Channels listed are those with at least ``min_channel_share`` of
-    the segment's orders, largest first."""
+    the segment's orders, largest first; ``churn_risk`` is added when the profiles have it."""
     names = persona_names(profiles) if names is None else names
     p = profiles
     shares = p[[c for c in p.columns if c.startswith("share_")]]
@@ -872,6 +872,8 @@ def persona_lines(profiles: pd.DataFrame, names: pd.Series | None = None, curren
             tail.append(f"{row['discount_share']:.0%} discount")
         if "nps" in p and pd.notna(row["nps"]):
             tail.append(f"NPS {row['nps']:.0f}")
+        if "churn_risk" in p and pd.notna(row["churn_risk"]):
+            tail.append(f"churn risk {row['churn_risk']:.0%}")
         lines[seg] = f"{names[seg]} — " + ", ".join(parts) + "; " + ", ".join(tail)
     return pd.Series(lines, name="persona_line")
 
@@ -1044,7 +1046,8 @@ _PROFILE_LABELS = {
     "return_rate": "share of orders returned", "contacts_per_order": "service contacts per order",
     "nps": "NPS (-100 to 100)", "nps_mean": "mean NPS answer (0-10)", "customer_share": "share of customers",
     "revenue_share": "share of revenue", "items_per_order": "items per order",
-    "multichannel_share": "share using 2+ channels",
+    "multichannel_share": "share using 2+ channels", "clv_12m": "predicted value, 12 months",
+    "churn_risk": "churn risk",
 }
 
 
@@ -1057,7 +1060,7 @@ def _profile_label(col: str) -> str:
 def _compact(x: float, col: str) -> str:
     if not np.isfinite(x):
         return ""
-    if "share" in col or "rate" in col:
+    if "share" in col or "rate" in col or col == "churn_risk":
         return f"{x:.0%}"
     if abs(x) >= 1e6:
         return f"{x / 1e6:.1f}m"
@@ -1074,7 +1077,8 @@ def plot_profile_heatmap(profiles: pd.DataFrame, columns: Sequence[str] | None =
     if columns is None:
         columns = [c for c in profiles.columns if c.startswith("share_")] + [
             c for c in ("online_share", "n_channels", "orders_per_customer", "aov", "median_recency_days",
-                        "discount_share", "return_rate", "contacts_per_order", "nps") if c in profiles]
+                        "discount_share", "return_rate", "contacts_per_order", "nps", "clv_12m", "churn_risk")
+            if c in profiles]
     columns = list(columns)
     v = profiles[columns].astype("float64")
     z = (v - v.mean()) / v.std(ddof=0).replace(0, 1)

@@ -316,6 +316,11 @@ def test_nps_score_formula():
     assert p.loc[0, "nps"] == pytest.approx(100 * (2 / 3 - 1 / 3))  # a: 10, 9 promoters; b: 3 detractor
     assert p.loc[1, "nps"] == pytest.approx(-50)                    # c passive, d detractor
     assert p.loc[0, "nps_answers"] == 3
+    # per-customer extras (e.g. CLTV, churn risk) are averaged per segment; unknown customers ignored
+    extra = pd.DataFrame({"churn_risk": [0.1, 0.3, 0.5, 0.9, 0.0]}, index=["a", "b", "c", "d", "zz"])
+    p = sg.segment_profiles(f, [0, 0, 1, 1], extra=extra)
+    assert p["churn_risk"].tolist() == pytest.approx([0.2, 0.7])
+    assert "churn risk 70%" in sg.persona_lines(p)[1]
 
 
 def test_segment_channel_table(sample, fitted):
