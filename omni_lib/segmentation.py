@@ -53,7 +53,7 @@ from threadpoolctl import threadpool_limits
 __all__ = [
     "SegmentationInputError", "FEATURE_LABELS", "LOG_FEATURES", "customer_features",
     "RFM_SEGMENTS", "RFM_SEGMENT_GRID", "rfm_scores", "rfm_segment_grid", "rfm_summary",
-    "BehaviouralSegmenter", "MIN_CUSTOMERS_PER_SEGMENT", "evaluate_k", "choose_k",
+    "BehaviouralSegmenter", "MIN_CUSTOMERS_PER_SEGMENT", "select_features", "evaluate_k", "choose_k",
     "segment_profiles", "persona_names", "persona_lines", "segment_channel_table",
     "segment_migration", "customer_segment_table", "write_segment_table",
     "plot_k_metrics", "plot_projection", "plot_profile_heatmap", "plot_size_revenue",
@@ -393,6 +393,27 @@ class _MedianImputer(TransformerMixin, BaseEstimator):
         return np.where(nan, self.statistics_, X)
 
 
+def select_features(features: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Leave out columns that cannot separate customers: returns ``(features, dropped)``.
+
+    ``dropped`` maps each removed column to the reason ("all values missing" or
+    "constant: <value>"), for the report. Single-channel data, for example, has a
+    constant channel share and number of channels. :class:`BehaviouralSegmenter` itself
+    refuses such columns (with a message naming them) rather than dropping them silently.
+    """
+    arr = features.to_numpy(dtype="float64", na_value=np.nan)
+    dropped = {}
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        lo, hi = np.nanmin(arr, axis=0), np.nanmax(arr, axis=0)
+    for i, c in enumerate(features.columns):
+        if np.isnan(lo[i]):
+            dropped[str(c)] = "all values missing"
+        elif lo[i] == hi[i]:
+            dropped[str(c)] = f"constant: {lo[i]:g}"
+    return features.drop(columns=list(dropped)), dropped
+
+
 def _log1p_columns(X, columns=()):
     X = np.array(X, dtype="float64", copy=True)
     if len(columns):
@@ -643,6 +664,12 @@ def evaluate_k(X, ks: Iterable[int] = range(2, 11), n_bootstrap: int = 5, sample
         idx = np.sort(rng.choice(n, size=sample_size, replace=False))
         X = X.iloc[idx] if isinstance(X, pd.DataFrame) else np.asarray(X)[idx]
         n = sample_size
+        if isinstance(X, pd.DataFrame):
+            # a rare behaviour (a channel a handful of customers use) can be absent from the
+            # subsample; such a column cannot inform the choice of k, so it is left out here
+            X, dropped = select_features(X)
+            if dropped and params.get("log_features", "auto") not in ("auto", None):
+                params["log_features"] = [c for c in params["log_features"] if c in X.columns]
     for k in ks:
         _check_k(k, n, what="k")
     params = {"random_state": random_state, "n_init": 4, **params}

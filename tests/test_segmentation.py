@@ -229,6 +229,17 @@ def test_pipeline_log_scales_imputes_and_standardises():
     np.testing.assert_allclose(model.transform(X), expected)
 
 
+def test_select_features_and_single_channel_data():
+    X = _numeric_frame().assign(share_web=1.0, n_channels=1.0, nps_mean=np.nan)
+    kept, dropped = sg.select_features(X)
+    assert list(kept.columns) == ["a", "b", "c"]
+    assert dropped == {"share_web": "constant: 1", "n_channels": "constant: 1", "nps_mean": "all values missing"}
+    # a rare channel absent from evaluate_k's subsample does not stop the choice of k
+    rare = _numeric_frame(400).assign(share_whatsapp=np.r_[np.zeros(399), 1.0])
+    scores = sg.evaluate_k(rare, ks=[2, 3], n_bootstrap=2, sample_size=100)
+    assert list(scores.index) == [2, 3]
+
+
 # ------------------------------------------------------------------------ choosing k
 def test_choose_k_finds_planted_number_on_sample(sample):
     scores = sg.evaluate_k(sample["feats"], ks=range(2, 10))
