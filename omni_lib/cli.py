@@ -1,4 +1,4 @@
-"""The ``omni`` command line: sample data, validation and report runs."""
+"""The ``omni`` command line: sample data, validation, report runs and data-subject rights."""
 from __future__ import annotations
 
 import argparse
@@ -78,6 +78,45 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_erase(args) -> int:
+    from .config import ConfigError
+    from .io import ContractError
+    from .privacy import PrivacyError, erase_customer
+
+    try:
+        s = erase_customer(args.customer, args.config, reports_dir=args.reports, dry_run=args.dry_run,
+                           resolve=not args.no_resolve)
+    except (PrivacyError, ConfigError, ContractError) as exc:
+        print(f"omni erase: {exc}", file=sys.stderr)
+        return 2
+    verb = "would remove" if s["dry_run"] else "removed"
+    print(f"{'DRY RUN: nothing changed. ' if s['dry_run'] else ''}Customer {args.customer}: {verb}")
+    for table, n in s["rows_removed"].items():
+        print(f"  {table:<12} {n:>8,} rows")
+    print(f"  identity records: {s['identity_records']:,} "
+          f"({s['identity_records_via_resolution']:,} found by identity resolution)")
+    print(f"  report files with their ids {'to redact' if s['dry_run'] else 'redacted'}: "
+          f"{s['report_files_redacted']:,}")
+    if not s["dry_run"]:
+        print(f"Logged (customer id pseudonymised) in {s['log']}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .config import ConfigError
+    from .io import ContractError
+    from .privacy import PrivacyError, export_customer
+
+    try:
+        path = export_customer(args.customer, args.config, out=args.out, resolve=not args.no_resolve)
+    except (PrivacyError, ConfigError, ContractError) as exc:
+        print(f"omni export-customer: {exc}", file=sys.stderr)
+        return 2
+    print(f"Wrote everything held about customer {args.customer} to {path}")
+    print("The file holds personal data: give it to the person, do not keep copies.", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="omni",
@@ -89,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
               omni sample              # make the bundled Toko Nusantara sample (data/sample/)
               omni validate            # check the configured data against the contract
               omni run                 # run every notebook, HTML reports in reports/<run_id>/
+
+            Rights of the data subject:
+              omni export-customer --customer ID   # everything held about one person
+              omni erase --customer ID             # remove one person everywhere, logged
         """),
     )
     p.add_argument("--version", action="version", version=f"omni {__version__}")
@@ -152,6 +195,63 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reports folder (default: reports/ beside the config)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_run)
+
+    e = sub.add_parser(
+        "erase", formatter_class=_FMT, help="remove one customer from all stored tables and reports (logged)",
+        description=_dedent("""
+            Right to erasure (GDPR art. 17, Indonesia's PDP law): remove one person from
+            every table configured in omni.yaml and from the derived outputs.
+
+            * Tables: every row keyed by the customer id (customers, orders, touchpoints,
+              surveys, tickets, experiments), the touchpoints of their orders, and their
+              identity records: those their orders name plus those identity resolution
+              linked to them (never a record that orders tie to someone else). The data
+              files are rewritten in place in their own format (CSV, Parquet, DuckDB).
+            * Reports: their customer, order and record ids in reports/ are replaced by
+              [erased]; aggregate figures stay (they are no one's personal data).
+            * Log: one line in privacy/erasure_log.jsonl beside the config: time, counts
+              and the customer id as a keyed hash (OMNI_PSEUDONYM_KEY), not in clear.
+
+            Try --dry-run first. Exit 0 = done, 2 = unknown customer, no key outside
+            sample mode, or a broken config. Regenerating the sample (omni sample)
+            brings the sample's synthetic person back.
+        """),
+        epilog=_dedent("""
+            examples:
+              omni erase --customer C0000123 --dry-run   # what would go, nothing changed
+              omni erase --customer C0000123
+        """),
+    )
+    e.add_argument("--customer", required=True, metavar="ID", help="the customer id (customers.customer_id)")
+    e.add_argument("--config", default="omni.yaml", help="config file (default ./omni.yaml)")
+    e.add_argument("--reports", default=None, metavar="DIR",
+                   help="reports folder to redact (default: reports/ beside the config)")
+    e.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    e.add_argument("--no-resolve", action="store_true",
+                   help="skip identity resolution: erase only the identity records their orders name")
+    e.set_defaults(func=_cmd_erase)
+
+    x = sub.add_parser(
+        "export-customer", formatter_class=_FMT, help="write everything held about one customer to a JSON file",
+        description=_dedent("""
+            Right of access and data portability (GDPR art. 15 and 20, PDP law): write
+            every row held about one person, table by table with contract column names,
+            to one JSON file, together with the unified customer id(s) and the identity
+            records that identity resolution linked to them, and whether an erasure of
+            this id was logged before.
+
+            The file holds the person's own e-mail, phone and name: hand it over, do not
+            keep it, and never put it under reports/.
+        """),
+        epilog="example: omni export-customer --customer C0000123 --out /secure/outbox/C0000123.json",
+    )
+    x.add_argument("--customer", required=True, metavar="ID", help="the customer id (customers.customer_id)")
+    x.add_argument("--config", default="omni.yaml", help="config file (default ./omni.yaml)")
+    x.add_argument("--out", default=None, metavar="FILE",
+                   help="output file (default ./export_<ID>.json)")
+    x.add_argument("--no-resolve", action="store_true",
+                   help="skip identity resolution: only the identity records their orders name")
+    x.set_defaults(func=_cmd_export)
     return p
 
 

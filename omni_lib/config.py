@@ -59,6 +59,7 @@ _TOP_KEYS = (
     "allow_mixed_offsets",
     "channels",
     "params",
+    "mode",
 )
 _DATA_KEYS = ("format", "root", "database", "tables")
 # Per-table keys. ``format`` lets one CSV table sit beside Parquet ones;
@@ -119,6 +120,7 @@ class Config:
     path: Path | None = None  # the config file itself (None when built from a dict)
     notes: list[str] = field(default_factory=list)  # non-fatal remarks for the user
     extra: dict[str, Any] = field(default_factory=dict)  # unknown top-level keys, kept
+    mode: str | None = None  # "sample" | "production"; None = decided from the data (omni_lib.privacy)
 
     # -- convenience -------------------------------------------------------------
     @property
@@ -276,6 +278,11 @@ def _parse(raw: Mapping[str, Any], base: Path, path: Path | None) -> Config:
 
     params = _mapping(raw.get("params"), "params")
 
+    mode = raw.get("mode")
+    if mode is not None and mode not in ("sample", "production"):
+        raise ConfigError(f"mode: expected sample or production, got {mode!r} (sample = the bundled "
+                          "generated data; production = real data, needs OMNI_PSEUDONYM_KEY)")
+
     # data
     if "data" not in raw:
         raise ConfigError("data: missing; it says where your tables are (data.format, data.root, data.tables)")
@@ -312,7 +319,7 @@ def _parse(raw: Mapping[str, Any], base: Path, path: Path | None) -> Config:
     return Config(format=fmt, root=root.resolve(), database=database.resolve() if database else None,
                   tables=tables, timezone=tz, currency=currency, data_end=data_end,
                   allow_mixed_offsets=allow_mixed, channels=channels, params=dict(params),
-                  path=path, notes=notes, extra=extra)
+                  path=path, notes=notes, extra=extra, mode=mode)
 
 
 def _parse_table(name: str, spec, where: str, fmt: str) -> TableConfig:

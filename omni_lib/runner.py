@@ -342,6 +342,12 @@ def run(
     defaults = {}
     if config_path.exists():
         from .config import load_config
+        from .privacy import PrivacyError, preflight
+
+        try:  # outside sample mode no run starts without a pseudonymisation key
+            preflight(config_path)
+        except PrivacyError as exc:
+            raise RunError(str(exc)) from None
 
         defaults = dict(load_config(config_path).params or {})
 

@@ -1,0 +1,899 @@
+"""Identity resolution: one customer across channels.
+
+Each channel system keeps its own customer records (the ``identities`` table: a web
+account, an app login, a marketplace buyer, a store loyalty card, a WhatsApp number).
+This module links them into one unified customer per person:
+
+1. **Normalise** the keys (:func:`normalize_email`, :func:`normalize_phone` to E.164,
+   :func:`normalize_name`, :func:`normalize_loyalty`). Values that cannot be read
+   (``budi@@mail``, ``0812-12``) are counted as malformed and not used as keys.
+2. **Deterministic links** on keys that name one person: the same phone number
+   (E.164) or the same loyalty card. (An identical e-mail address is strong evidence
+   but not proof here: first-name addresses such as ``amelia@gmail.com`` are shared by
+   different people, so e-mail goes to the probabilistic step, where a common address
+   counts for less than a rare one.)
+3. **Probabilistic matching** of the rest with Splink (DuckDB backend), trained
+   without labels: the share of matching pairs from the deterministic rules, the
+   ``u`` probabilities from random pairs, the ``m`` probabilities by
+   expectation-maximisation; term-frequency adjustments for e-mail, name and city.
+4. **Connected components** over deterministic and probabilistic links: one
+   ``customer_id`` per person.
+
+Bad input is counted and reported, never dropped silently: records with no usable
+key (no readable e-mail, phone or loyalty id) stay single-record customers, flagged;
+malformed e-mails and phones are counted per column; rows sharing a ``record_id``
+are the same source record and are linked to each other (and counted).
+
+Quality against a planted truth (the sample retailer's ``truth/identity_links``):
+:func:`pairwise_quality` (pairwise precision, recall, F1, cluster purity).
+
+Privacy: the resolved table holds no raw e-mail, phone or name: right after linking
+the keys are replaced by keyed hashes (:func:`omni_lib.privacy.pseudonymise`).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+__all__ = [
+    "IdentityInputError",
+    "IdentityResolver",
+    "normalize_email",
+    "normalize_phone",
+    "normalize_name",
+    "normalize_loyalty",
+    "prepare",
+    "pairwise_quality",
+    "channel_overlap",
+    "customer_channels",
+    "omnichannel_comparison",
+    "consent_by_unified_customer",
+]
+
+log = logging.getLogger(__name__)
+
+KEY_FIELDS = ("email", "phone", "loyalty_id")
+
+
+class IdentityInputError(ValueError):
+    """The identities table cannot be resolved (missing columns, no rows, ...)."""
+
+
+# ---------------------------------------------------------------------------------
+# normalisation: SQL expressions run by DuckDB over whole columns (vectorised,
+# multi-threaded; pandas' string methods fall back to Python per value for several of
+# these steps, 20 s on a million records instead of 2)
+# ---------------------------------------------------------------------------------
+
+# RFC 5322 is far looser; this is the practical shape of a deliverable address:
+# local part of letters, digits and . _ % + - (no leading/trailing/double dot),
+# a domain of labels and a top-level domain of 2+ letters.
+_EMAIL_RE = (r"[a-z0-9_%+\-]+(?:\.[a-z0-9_%+\-]+)*"
+             r"@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)*\.[a-z]{2,}")
+
+#: titles and honorifics dropped from the front of a name (Indonesian and English)
+TITLES = ("bapak", "bpk", "pak", "sdr", "sdri", "saudara", "saudari", "ibu", "bu", "nyonya",
+          "ny", "nona", "nn", "tuan", "tn", "mr", "mrs", "ms", "miss", "dr", "drs", "ir", "prof",
+          "h", "hj")
+_TITLE_RE = r"^(?:(?:" + "|".join(TITLES) + r")\.?\s+)+"
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _email_sql(col: str) -> tuple[str, str]:
+    e = f"nullif(lower(trim({col})), '')"
+    ok = f"regexp_full_match({e}, {_q(_EMAIL_RE)})"
+    return f"CASE WHEN {ok} THEN {e} END", f"coalesce({e} IS NOT NULL AND NOT {ok}, false)"
+
+
+def _phone_sql(col: str, cc: str) -> tuple[str, str]:
+    c = f"regexp_replace(nullif(trim({col}), ''), '[\\s\\-\\.\\(\\)/]', '', 'g')"
+    d = f"ltrim({c}, '+')"
+    domestic = f"starts_with({d}, {_q(cc)})"
+    nsn0 = f"(CASE WHEN {domestic} THEN substr({d}, {len(cc) + 1}) ELSE {d} END)"
+    nsn = f"(CASE WHEN starts_with({nsn0}, '0') THEN substr({nsn0}, 2) ELSE {nsn0} END)"
+    foreign = f"(starts_with({c}, '+') AND NOT {domestic})"
+    digits = f"regexp_full_match({c}, '\\+?[0-9]+')"
+    ok_dom = f"(NOT {foreign} AND {digits} AND regexp_full_match({nsn}, '[1-9][0-9]{{7,11}}'))"
+    ok_for = f"({foreign} AND {digits} AND regexp_full_match({d}, '[1-9][0-9]{{7,14}}'))"
+    value = f"CASE WHEN {ok_dom} THEN '+' || {_q(cc)} || {nsn} WHEN {ok_for} THEN '+' || {d} END"
+    bad = f"coalesce({c} IS NOT NULL AND NOT ({ok_dom} OR {ok_for}), false)"
+    return value, bad
+
+
+def _name_sql(col: str) -> str:
+    a = f"trim(regexp_replace(regexp_replace(lower(strip_accents({col})), '[^a-z\\s\\.'']', ' ', 'g'), '\\s+', ' ', 'g'))"
+    stripped = f"trim(regexp_replace(regexp_replace({a}, {_q(_TITLE_RE)}, ''), '[\\.'']', '', 'g'))"
+    whole = f"trim(regexp_replace({a}, '[\\.'']', '', 'g'))"
+    return f"nullif(CASE WHEN length({stripped}) > 0 THEN {stripped} ELSE {whole} END, '')"
+
+
+def _loyalty_sql(col: str) -> str:
+    return f"nullif(regexp_replace(upper({col}), '[\\s\\-\\.]', '', 'g'), '')"
+
+
+def _city_sql(col: str) -> str:
+    t = f"regexp_replace(lower(strip_accents({col})), '[^a-z\\s]', ' ', 'g')"
+    t = f"regexp_replace(trim(regexp_replace({t}, '\\s+', ' ', 'g')), '^(kota|kabupaten|kab) ', '')"
+    return f"nullif(trim({t}), '')"
+
+
+def _run_sql(frame: pd.DataFrame, select: str) -> pd.DataFrame:
+    """``SELECT <select> FROM frame`` in DuckDB; rows keep their order."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET preserve_insertion_order = true; SET enable_progress_bar = false")
+        con.register("t", frame)
+        out = con.execute(f"SELECT {select} FROM t").df()
+    finally:
+        con.close()
+    out.index = frame.index
+    return out
+
+
+def _as_str(s: pd.Series) -> pd.Series:
+    return s.astype("str") if s.dtype != "str" else s
+
+
+def _text(s: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({"v": _as_str(s).to_numpy()}, index=s.index)
+
+
+def normalize_email(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Trim and lower-case e-mail addresses.
+
+    Returns ``(normalised, malformed)``: addresses that do not look like an address
+    after trimming (``budi@``, ``budi at gmail``, ``a..b@x.com``) are missing in
+    ``normalised`` and True in ``malformed``; empty values are missing, not malformed.
+    """
+    v, bad = _email_sql("v")
+    out = _run_sql(_text(s), f"{v} AS e, {bad} AS bad")
+    return _as_str(out["e"]), out["bad"].astype(bool)
+
+
+def normalize_phone(s: pd.Series, country_code: str = "62") -> tuple[pd.Series, pd.Series]:
+    """Phone numbers to E.164 (``+62812...``); Indonesian by default.
+
+    Accepts ``0812-3456-789``, ``812 3456 789``, ``62812...``, ``+62 812-...``, dots
+    and brackets. A number written with another country code (``+65 ...``) keeps it.
+    The national number must have 8 to 12 digits and not start with 0 (Indonesian
+    mobiles are ``8xx`` + 7 to 9 digits; landlines ``21...``). Returns
+    ``(e164, malformed)``; letters, too few or too many digits are malformed.
+    """
+    if not str(country_code).isdigit():
+        raise IdentityInputError(f"country_code must be digits, got {country_code!r}")
+    v, bad = _phone_sql("v", str(country_code))
+    out = _run_sql(_text(s), f"{v} AS p, {bad} AS bad")
+    return _as_str(out["p"]), out["bad"].astype(bool)
+
+
+def normalize_name(s: pd.Series) -> pd.Series:
+    """Lower case, no accents or punctuation, single spaces, leading titles removed.
+
+    ``"  Bpk. ADI  Setiawan "`` -> ``"adi setiawan"``; a title alone stays (``"Ibu"``
+    is someone's whole name on a WhatsApp record more often than not).
+    """
+    return _as_str(_run_sql(_text(s), f"{_name_sql('v')} AS n")["n"])
+
+
+def normalize_loyalty(s: pd.Series) -> pd.Series:
+    """Loyalty card numbers: upper case, no spaces, dashes or dots."""
+    return _as_str(_run_sql(_text(s), f"{_loyalty_sql('v')} AS l")["l"])
+
+
+# ---------------------------------------------------------------------------------
+# preparation and bad-input accounting
+# ---------------------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """Normalised records (one row per input row, ``row`` = position) and bad-input counts."""
+
+    records: pd.DataFrame
+    issues: pd.DataFrame          # one row per record with a problem: record_id, source, problem
+    counts: dict = field(default_factory=dict)
+
+
+def prepare(identities: pd.DataFrame) -> Prepared:
+    """Normalise the identities table and account for bad input.
+
+    Needs ``record_id`` and ``source``; ``email``, ``phone``, ``full_name``, ``city``
+    and ``loyalty_id`` are used when present. Raises :class:`IdentityInputError`
+    when a required column is missing or the table is empty.
+    """
+    if identities is None or len(identities) == 0:
+        raise IdentityInputError("identities: the table is empty or not loaded; nothing to resolve")
+    missing = [c for c in ("record_id", "source") if c not in identities]
+    if missing:
+        raise IdentityInputError(f"identities: missing column(s) {missing} (see docs/contract.md)")
+    n = len(identities)
+    df = identities.reset_index(drop=True)
+
+    def col(name):
+        return df[name] if name in df else pd.Series(None, index=df.index, dtype="str")
+
+    rid = _as_str(df["record_id"]).str.strip()
+    if rid.isna().any():
+        raise IdentityInputError(f"identities.record_id: {int(rid.isna().sum())} rows have no record_id")
+    src = pd.DataFrame({c: _as_str(col(c)).to_numpy() for c in ("email", "phone", "loyalty_id", "full_name", "city")})
+    e, bad_e = _email_sql("email")
+    p, bad_p = _phone_sql("phone", "62")
+    inner = (f"{e} AS email, {bad_e} AS bad_email, {p} AS phone, {bad_p} AS bad_phone, "
+             f"{_loyalty_sql('loyalty_id')} AS loyalty, {_name_sql('full_name')} AS name, "
+             f"{_city_sql('city')} AS city")
+    outer = ("email, regexp_extract(email, '^([^@]+)@', 1) AS email_user, "
+             "regexp_extract(email, '@(.+)$', 1) AS email_domain, "
+             # the letters of the user name: 'adi.setiawan5698' and 'adi_setiawan' -> 'adisetiawan'
+             "nullif(regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[^a-z]', '', 'g'), '') AS email_stem, "
+             # its digits ('5698'; '' for a name-only address such as amelia@gmail.com)
+             "regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[^0-9]', '', 'g') AS email_digits, "
+             "phone, loyalty, name, split_part(name, ' ', 1) AS first_name, "
+             "CASE WHEN contains(name, ' ') THEN regexp_extract(name, ' ([^ ]+)$', 1) END AS last_name, "
+             "city, bad_email, bad_phone")
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET preserve_insertion_order = true; SET enable_progress_bar = false")
+        con.register("t", src)
+        norm = con.execute(f"SELECT {outer} FROM (SELECT {inner} FROM t)").df()
+    finally:
+        con.close()
+    bad_email = norm.pop("bad_email").astype(bool)
+    bad_phone = norm.pop("bad_phone").astype(bool)
+    for c in norm.columns:
+        norm[c] = _as_str(norm[c])
+    rec = pd.concat([pd.DataFrame({"row": np.arange(n, dtype=np.int64), "record_id": rid.astype("str").to_numpy(),
+                                   "source": _as_str(df["source"]).to_numpy()}), norm], axis=1)
+    if "created_at" in df:
+        rec["created_at"] = df["created_at"]
+    has_key = rec[["email", "phone", "loyalty"]].notna().any(axis=1).to_numpy()
+    rec["has_key"] = has_key
+    dup = rec["record_id"].duplicated(keep=False).to_numpy()
+    rec["duplicate_record_id"] = dup
+
+    problems = []
+    for mask, what in ((~has_key, "no usable key (no readable e-mail, phone or loyalty id)"),
+                       (bad_email.to_numpy(), "malformed e-mail"),
+                       (bad_phone.to_numpy(), "malformed phone"),
+                       (dup, "duplicate record_id (rows linked as one record)")):
+        if mask.any():
+            problems.append(pd.DataFrame({"record_id": rec.loc[mask, "record_id"].to_numpy(),
+                                          "source": rec.loc[mask, "source"].to_numpy(),
+                                          "problem": what}))
+    issues = (pd.concat(problems, ignore_index=True) if problems
+              else pd.DataFrame({"record_id": pd.Series(dtype="str"), "source": pd.Series(dtype="str"),
+                                 "problem": pd.Series(dtype="str")}))
+    counts = {
+        "records": n,
+        "distinct_record_ids": int(rec["record_id"].nunique()),
+        "duplicate_record_id_rows": int(dup.sum()),
+        "duplicate_record_ids": int(rec.loc[dup, "record_id"].nunique()),
+        "no_usable_key": int((~has_key).sum()),
+        "malformed_email": int(bad_email.sum()),
+        "malformed_phone": int(bad_phone.sum()),
+        "with_email": int(rec["email"].notna().sum()),
+        "with_phone": int(rec["phone"].notna().sum()),
+        "with_loyalty_id": int(rec["loyalty"].notna().sum()),
+        "with_name": int(rec["name"].notna().sum()),
+    }
+    return Prepared(rec, issues, counts)
+
+
+# ---------------------------------------------------------------------------------
+# the resolver
+# ---------------------------------------------------------------------------------
+
+#: blocking rules (which pairs are compared at all): each names a key two records share
+BLOCKING = (
+    ("phone",), ("loyalty",), ("email",), ("email_user",), ("name", "city"),
+)
+_PERSONAL = "email_personal_l"   # the address carries a number of its own (see prepare())
+
+
+def _splink_settings(tf_weight_name_only: float):
+    """Splink comparisons. Why each level is there:
+
+    * e-mail: an address with a number of its own (``adi.setiawan5698@``) names one
+      person; a name-only address (``amelia@gmail.com``) is shared by namesakes, so it
+      is a separate, weaker level with a term-frequency adjustment (common addresses
+      count for less); a one-letter typo with the same digits; the same user name at
+      another domain.
+    * name: when both records carry the same name-only address the name adds nothing
+      the address did not already say (the address *is* the name), so that case
+      counts as neutral instead of being counted twice.
+    * city and loyalty disagreement: fixed, not learned; the sample's people never
+      move, real ones do, so a different city must not be close to proof of a
+      non-match (``m`` = 5%); two cards per person happen (2%).
+    * source: two records from the same channel system are rarely one person
+      (``m`` = 1%, fixed), but it is evidence, not a rule.
+    """
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import SettingsCreator, block_on
+
+    p = _PERSONAL
+    email = cl.CustomComparison(output_column_name="email", comparison_levels=[
+        cll.NullLevel("email"),
+        cll.CustomLevel(f"email_l = email_r AND {p}", label_for_charts="same address with a personal number"),
+        cll.CustomLevel(f"email_user_l = email_user_r AND {p}",
+                        label_for_charts="same user name with a personal number, other domain"),
+        cll.CustomLevel("email_l = email_r", label_for_charts="same name-only address").configure(
+            tf_adjustment_column="email", tf_adjustment_weight=tf_weight_name_only),
+        cll.CustomLevel("email_user_l = email_user_r", label_for_charts="same name-only user name, other domain"
+                        ).configure(tf_adjustment_column="email_user", tf_adjustment_weight=tf_weight_name_only),
+        cll.And(cll.DamerauLevenshteinLevel("email", 1),
+                cll.CustomLevel("email_digits_l = email_digits_r")
+                ).configure(label_for_charts="one-letter typo, same digits"),
+        cll.ElseLevel(),
+    ])
+    phone = cl.CustomComparison(output_column_name="phone", comparison_levels=[
+        cll.NullLevel("phone"), cll.ExactMatchLevel("phone"), cll.ElseLevel()])
+    loyalty = cl.CustomComparison(output_column_name="loyalty", comparison_levels=[
+        cll.NullLevel("loyalty"), cll.ExactMatchLevel("loyalty"),
+        cll.ElseLevel().configure(m_probability=0.02, fix_m_probability=True)])
+    name = cl.CustomComparison(output_column_name="name", comparison_levels=[
+        cll.NullLevel("name"),
+        cll.CustomLevel(f"email_user_l = email_user_r AND NOT {p}",
+                        label_for_charts="implied by a shared name-only address").configure(is_null_level=True),
+        cll.ExactMatchLevel("name", term_frequency_adjustments=True),
+        cll.JaroWinklerLevel("name", 0.92),
+        cll.CustomLevel("(last_name_l IS NULL OR last_name_r IS NULL) AND first_name_l = first_name_r",
+                        label_for_charts="same first name, one has no last name"),
+        cll.JaroWinklerLevel("name", 0.8),
+        cll.ElseLevel(),
+    ])
+    city = cl.CustomComparison(output_column_name="city", comparison_levels=[
+        cll.NullLevel("city"), cll.ExactMatchLevel("city", term_frequency_adjustments=True),
+        cll.ElseLevel().configure(m_probability=0.05, fix_m_probability=True)])
+    source = cl.CustomComparison(output_column_name="source", comparison_levels=[
+        cll.ExactMatchLevel("source").configure(m_probability=0.01, fix_m_probability=True),
+        cll.ElseLevel()])
+    rules = [block_on(*cols) for cols in BLOCKING[:-1]]
+    # name + city only for full names: single names ("melati") in one city are too many
+    # pairs on a large table and too little evidence to act on
+    rules.append("l.name = r.name AND l.city = r.city AND l.last_name IS NOT NULL")
+    # the same personal number at the same provider: catches typos in the letters
+    rules.append("l.email_digits = r.email_digits AND l.email_domain = r.email_domain "
+                 "AND length(l.email_digits) >= 3")
+    return SettingsCreator(
+        link_type="dedupe_only",
+        comparisons=[email, phone, loyalty, name, city, source],
+        blocking_rules_to_generate_predictions=rules,
+        retain_matching_columns=False,
+        retain_intermediate_calculation_columns=True,
+        additional_columns_to_retain=[],
+    )
+
+
+def _components(n: int, edges: np.ndarray) -> np.ndarray:
+    """Connected components of an edge list (rows) -> component label per row."""
+    if len(edges) == 0:
+        return np.arange(n)
+    g = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return connected_components(g, directed=False)[1]
+
+
+def _key_edges(rec: pd.DataFrame, cols) -> np.ndarray:
+    """Star edges row -> first row holding the same value, for each key column."""
+    parts = []
+    for c in cols:
+        m = rec[c].notna().to_numpy()
+        if not m.any():
+            continue
+        rows = rec["row"].to_numpy()[m]
+        first = rec.loc[m].groupby(c, sort=False)["row"].transform("min").to_numpy()
+        keep = rows != first
+        parts.append(np.c_[rows[keep], first[keep]])
+    return np.vstack(parts) if parts else np.empty((0, 2), dtype=np.int64)
+
+
+@dataclass
+class _Clustering:
+    labels: np.ndarray
+    rounds: int
+
+
+class IdentityResolver:
+    """Link identity records into unified customers (scikit-learn style: ``fit`` returns self).
+
+    Parameters
+    ----------
+    threshold : float
+        Match probability at or above which two groups of records are joined
+        (default 0.2; see the notebook's precision/recall curve). Lower = more links.
+    one_record_per_source : bool
+        Treat each channel system as holding at most one record per person (a web
+        shop has one account per person, a loyalty scheme one card): two groups that
+        both hold a record of the same source are never joined. Default True.
+    tf_weight_name_only : float
+        Weight of the term-frequency adjustment for name-only e-mail addresses
+        (1 = full adjustment; 0.5 = halfway, because the record count of an address
+        that one person used twice overstates how common it is).
+    u_max_pairs : float
+        Random pairs drawn to estimate the ``u`` probabilities.
+    seed : int
+        Seed for that sampling (results are reproducible).
+    min_records_for_model : int
+        Below this many records the probabilistic step is skipped (nothing to learn
+        from without labels): deterministic links only, flagged in ``model_skipped_``.
+    key : bytes or None
+        Pseudonymisation key; when given, ``links_`` carries HMAC-SHA256 pseudonyms of
+        the normalised e-mail, phone, name and loyalty id (never the raw values).
+
+    Fitted attributes
+    -----------------
+    links_ : one row per distinct ``record_id``: ``record_id``, ``source``,
+        ``customer_id`` (unified, ``UC0000001``...), ``linked_by``
+        (deterministic / probabilistic / not linked / no usable key), ``has_key`` and
+        the pseudonyms.
+    pairs_ : scored candidate pairs (record ids, match probability and weight, the
+        weight each comparison contributed), without any raw value.
+    issues_ : one row per record with a problem (record_id, source, problem).
+    counts_ : bad-input and size counts.
+    model_ : the trained Splink model (settings with m and u probabilities).
+    timings_ : seconds per step.
+    """
+
+    def __init__(self, threshold: float = 0.2, one_record_per_source: bool = True,
+                 tf_weight_name_only: float = 0.5, u_max_pairs: float = 1e6, seed: int = 42,
+                 key: bytes | None = None, predict_floor: float = 0.01, min_records_for_model: int = 200):
+        self.threshold = threshold
+        self.one_record_per_source = one_record_per_source
+        self.tf_weight_name_only = tf_weight_name_only
+        self.u_max_pairs = u_max_pairs
+        self.seed = seed
+        self.key = key
+        self.predict_floor = predict_floor
+        self.min_records_for_model = min_records_for_model
+
+    # -- fitting ---------------------------------------------------------------------
+    def fit(self, identities: pd.DataFrame) -> "IdentityResolver":
+        if not 0 < self.threshold < 1:
+            raise IdentityInputError(f"threshold must be between 0 and 1, got {self.threshold}")
+        t = {}
+        t0 = time.perf_counter()
+        prep = prepare(identities)
+        rec = prep.records
+        n = len(rec)
+        t["normalise"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        # rows sharing a record_id are one source record; phone and loyalty card name one person
+        det_edges = _key_edges(rec, ["record_id", "phone", "loyalty"])
+        det_lab = _components(n, det_edges)
+        t["deterministic"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        pairs, model = self._score(rec)
+        t["probabilistic"] = time.perf_counter() - t0
+        t.update({f"  {k}": v for k, v in getattr(self, "_steps", {}).items()})
+
+        t0 = time.perf_counter()
+        # from here on only codes of the keys are kept, never their values
+        self._rec = rec[["row", "record_id", "source", "has_key"]].copy()
+        self._key_codes = {k: (rec["row"].to_numpy()[rec[k].notna().to_numpy()], pd.factorize(rec[k].dropna())[0])
+                           for k in ("email", "phone", "loyalty")}
+        self._det_lab = det_lab
+        self._weights_else = _else_weights(model)
+        cl = self._cluster(self.threshold, pairs)
+        t["cluster"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        self._pseudonyms = None
+        if self.key is not None:
+            from omni_lib.privacy import pseudonymise
+
+            self._pseudonyms = pd.DataFrame({
+                f"{c}_pseudonym": pseudonymise(rec[src], self.key)
+                for c, src in (("email", "email"), ("phone", "phone"), ("name", "name"), ("loyalty", "loyalty"))})
+        t["pseudonymise"] = time.perf_counter() - t0
+        self.pairs_ = pairs
+        self.model_ = model
+        self.issues_ = prep.issues
+        self.rounds_ = cl.rounds
+        self.links_ = self._links(cl.labels)
+        self.timings_ = {k: round(v, 3) for k, v in t.items()}
+        self.counts_ = {**prep.counts, **self._link_counts()}
+        return self
+
+    def _score(self, rec: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+        """Train the Splink model without labels and score the blocked pairs."""
+        import duckdb
+        from splink import DuckDBAPI, Linker, block_on
+
+        cols = ["row", "source", "email", "email_user", "email_digits", "email_domain", "phone", "loyalty", "name", "first_name",
+                "last_name", "city"]
+        df = rec[cols].rename(columns={"row": "unique_id"})
+        df["email_personal"] = df["email_digits"].str.len().gt(0).fillna(False).astype(bool)
+        empty = pd.DataFrame({"unique_id_l": pd.Series(dtype=np.int64), "unique_id_r": pd.Series(dtype=np.int64),
+                              "match_probability": pd.Series(dtype=float), "match_weight": pd.Series(dtype=float)})
+        keyed = df[rec["has_key"].to_numpy() | rec["name"].notna().to_numpy()]
+        if len(keyed) < self.min_records_for_model:
+            # too few records to learn m and u without labels: deterministic links only
+            log.warning("identities: %d records, fewer than %d: probabilistic matching skipped",
+                        len(keyed), self.min_records_for_model)
+            self.model_skipped_ = True
+            return empty, {}
+        self.model_skipped_ = False
+        steps = self._steps = {}
+        con = duckdb.connect()
+        try:
+            con.execute("SET enable_progress_bar = false")
+            db = DuckDBAPI(con)
+            linker = Linker(db.register(keyed, table_name="identity_records"),
+                            _splink_settings(self.tf_weight_name_only), log_level=logging.ERROR)
+            quiet = logging.getLogger("splink")
+            old = quiet.level
+            quiet.setLevel(logging.ERROR)
+            try:
+                # the share of matching pairs, from the keys that name one person
+                # (assumed to find 70% of the matches; EM refines the rest)
+                t0 = time.perf_counter()
+                linker.training.estimate_probability_two_random_records_match(
+                    [block_on("phone"), block_on("loyalty")], recall=0.7)
+                steps["train_prior"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                linker.training.estimate_u_using_random_sampling(max_pairs=self.u_max_pairs, seed=self.seed)
+                steps["train_u"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                # m by expectation-maximisation, on pairs that share a loyalty card (trains
+                # e-mail, phone, name, city) and pairs that share a phone (trains the rest)
+                for br in (block_on("loyalty"), block_on("phone")):
+                    try:
+                        linker.training.estimate_parameters_using_expectation_maximisation(br)
+                    except Exception as e:  # too few pairs in a small table: keep the defaults
+                        log.info("EM on %s skipped: %s", br, e)
+                steps["train_m"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                pred = linker.inference.predict(threshold_match_probability=self.predict_floor,
+                                                warning_mode="never")
+                keep = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
+                mw = [c for c in pred.columns if str(c).startswith("mw_") and not str(c).startswith("mw_tf")]
+                pairs = con.sql(f"SELECT {', '.join(keep + [str(c) for c in mw])} "
+                                f"FROM {pred.physical_name}").df()
+                model = linker.misc.save_model_to_json()
+                steps["predict"] = time.perf_counter() - t0
+            finally:
+                quiet.setLevel(old)
+        finally:
+            con.close()
+        for c in ("unique_id_l", "unique_id_r"):
+            pairs[c] = pairs[c].astype(np.int64)
+        return pairs, model
+
+    def _cluster(self, threshold: float, pairs: pd.DataFrame) -> _Clustering:
+        """Join groups along their best links, a few vectorised rounds.
+
+        Start from the deterministic groups. Each round, every group picks its best
+        link to another group (highest match weight of any record pair between them,
+        lowered by the e-mail / phone / loyalty disagreements between the *groups* that
+        the pair itself could not see, e.g. one record has no phone but its group
+        does); links below the threshold, and (``one_record_per_source``) links that
+        would put two records of one source in a group, are not candidates. Groups that
+        are each other's best link join. Repeat until nothing joins.
+
+        Hand-written rather than Splink's ``cluster_using_single_best_links`` because
+        that one needs the input split into one table per source (``link_only``) and
+        its training then ran out of time and memory on our data; this is the same
+        idea on the dedupe model, as pandas set operations.
+        """
+        rec = self._rec
+        n = len(rec)
+        lab = self._det_lab.copy()
+        if pairs.empty:
+            return _Clustering(lab, 0)
+        tw = np.log2(threshold / (1 - threshold))
+        E = pairs[["unique_id_l", "unique_id_r"]].to_numpy()
+        W = pairs["match_weight"].to_numpy()
+        null_at_pair = {k: (pairs[f"mw_{k}"].to_numpy() == 0) if f"mw_{k}" in pairs else np.zeros(len(pairs), bool)
+                        for k in ("email", "phone", "loyalty")}
+        src_codes = pd.Categorical(rec["source"]).codes.astype(np.int64)
+        use_sources = self.one_record_per_source and src_codes.max(initial=0) < 63
+        key_rows = self._key_codes
+        rounds = 0
+        for rounds in range(1, 100):
+            a, b = lab[E[:, 0]], lab[E[:, 1]]
+            ed = pd.DataFrame({"a": np.minimum(a, b), "b": np.maximum(a, b), "w": W, "i": np.arange(len(W))})
+            ed = ed[ed["a"] != ed["b"]]
+            if ed.empty:
+                break
+            ed = ed.sort_values(["w", "i"], ascending=[False, True]).drop_duplicates(["a", "b"])
+            if use_sources:
+                mask = np.zeros(n, dtype=np.int64)
+                np.bitwise_or.at(mask, lab, np.left_shift(1, src_codes))
+                ed = ed[(mask[ed["a"].to_numpy()] & mask[ed["b"].to_numpy()]) == 0]
+            w = ed["w"].to_numpy().copy()
+            ea, eb, ei = ed["a"].to_numpy(), ed["b"].to_numpy(), ed["i"].to_numpy()
+            for k, (rows, codes) in key_rows.items():
+                if len(rows) == 0 or k not in self._weights_else:
+                    continue
+                kv = pd.DataFrame({"g": lab[rows], "v": codes}).drop_duplicates()
+                has = np.zeros(n, dtype=bool)
+                has[kv["g"].to_numpy()] = True
+                cand = pd.DataFrame({"a": ea, "b": eb, "j": np.arange(len(ea))})
+                shared = cand.merge(kv.rename(columns={"g": "a"}), on="a").merge(
+                    kv.rename(columns={"g": "b"}), on=["b", "v"])["j"].unique()
+                share = np.zeros(len(ea), dtype=bool)
+                share[shared] = True
+                conflict = has[ea] & has[eb] & ~share & null_at_pair[k][ei]
+                w[conflict] += self._weights_else[k]
+            ok = w >= tw
+            if not ok.any():
+                break
+            ea, eb, w = ea[ok], eb[ok], w[ok]
+            both = pd.DataFrame({"x": np.r_[ea, eb], "y": np.r_[eb, ea], "w": np.r_[w, w]})
+            best = both.sort_values(["x", "w", "y"], ascending=[True, False, True]).drop_duplicates("x")
+            best_of = pd.Series(best["y"].to_numpy(), index=best["x"].to_numpy())
+            mutual = best[(best_of.reindex(best["y"].to_numpy()).to_numpy() == best["x"].to_numpy())
+                          & (best["x"].to_numpy() < best["y"].to_numpy())]
+            if mutual.empty:
+                break
+            lab = _components(n, np.c_[mutual["x"].to_numpy(), mutual["y"].to_numpy()])[lab]
+        return _Clustering(lab, rounds)
+
+    # -- outputs -----------------------------------------------------------------------
+    def _links(self, labels: np.ndarray) -> pd.DataFrame:
+        """One row per distinct record_id with its unified customer id and pseudonyms."""
+        rec = self._rec
+        # unified ids numbered in the order of each group's first record (stable for the same input)
+        lab = pd.Series(labels)
+        first = lab.groupby(labels).transform("min").to_numpy()      # rows are 0..n-1
+        num = pd.factorize(first, sort=True)[0] + 1
+        width = max(7, len(str(int(num.max(initial=1)))))
+        cust = pd.Series(num).astype("str").str.zfill(width).radd("UC").to_numpy()
+        size = lab.map(lab.value_counts()).to_numpy()
+        det = pd.Series(self._det_lab)
+        det_size = det.map(det.value_counts()).to_numpy()
+        linked_by = np.where(~rec["has_key"].to_numpy() & (size == 1), "no usable key",
+                             np.where(size == 1, "not linked",
+                                      np.where(size > det_size, "probabilistic", "deterministic")))
+        out = pd.DataFrame({"record_id": rec["record_id"].to_numpy(), "source": rec["source"].to_numpy(),
+                            "customer_id": cust, "linked_by": linked_by,
+                            "has_key": rec["has_key"].to_numpy()})
+        if self._pseudonyms is not None:
+            out = pd.concat([out, self._pseudonyms.reset_index(drop=True)], axis=1)
+        out = out.drop_duplicates("record_id").reset_index(drop=True)
+        for c in ("record_id", "source", "customer_id", "linked_by"):
+            out[c] = out[c].astype("str")
+        return out
+
+    def _link_counts(self) -> dict:
+        lk = self.links_
+        sizes = lk.groupby("customer_id").size()
+        return {
+            "unified_customers": int(len(sizes)),
+            "records_linked": int((lk["linked_by"].isin(["deterministic", "probabilistic"])).sum()),
+            "records_linked_deterministic": int((lk["linked_by"] == "deterministic").sum()),
+            "records_linked_probabilistic": int((lk["linked_by"] == "probabilistic").sum()),
+            "records_not_linked": int((lk["linked_by"] == "not linked").sum()),
+            "records_no_usable_key": int((lk["linked_by"] == "no usable key").sum()),
+            "pairs_scored": int(len(self.pairs_)),
+        }
+
+    def recluster(self, threshold: float) -> pd.DataFrame:
+        """``links_`` as it would be at another threshold (the scored pairs are reused)."""
+        self._check_fitted()
+        return self._links(self._cluster(threshold, self.pairs_).labels)
+
+    def borderline_pairs(self, n: int = 20, low: float = 0.2, high: float = 0.8) -> pd.DataFrame:
+        """Pairs the model is unsure about, for manual review (record ids, no raw values).
+
+        A random sample (seeded) of pairs with ``low <= match_probability < high``,
+        with the weight each comparison contributed (positive = for a match).
+        """
+        self._check_fitted()
+        p = self.pairs_
+        band = p[(p["match_probability"] >= low) & (p["match_probability"] < high)]
+        band = band.sample(min(n, len(band)), random_state=self.seed) if len(band) else band
+        rid = self._rec["record_id"].to_numpy()
+        src = self._rec["source"].to_numpy()
+        cust = self._links_by_row
+        out = pd.DataFrame({
+            "record_id_l": rid[band["unique_id_l"].to_numpy()], "source_l": src[band["unique_id_l"].to_numpy()],
+            "record_id_r": rid[band["unique_id_r"].to_numpy()], "source_r": src[band["unique_id_r"].to_numpy()],
+            "match_probability": band["match_probability"].round(3).to_numpy(),
+            "same_customer_now": cust[band["unique_id_l"].to_numpy()] == cust[band["unique_id_r"].to_numpy()],
+        })
+        for c in [c for c in band.columns if c.startswith("mw_")]:
+            out["weight_" + c[3:]] = band[c].round(1).to_numpy()
+        return out.sort_values("match_probability", ascending=False).reset_index(drop=True)
+
+    @property
+    def _links_by_row(self) -> np.ndarray:
+        m = self.links_.set_index("record_id")["customer_id"]
+        return m.reindex(self._rec["record_id"]).to_numpy()
+
+    def _check_fitted(self):
+        if not hasattr(self, "links_"):
+            raise IdentityInputError("the resolver is not fitted yet: call fit(identities) first")
+
+
+def _else_weights(model: Mapping) -> dict:
+    """log2(m/u) of each comparison's 'all other' (disagreement) level."""
+    out = {}
+    for c in model.get("comparisons", []):
+        for lvl in c["comparison_levels"]:
+            if lvl.get("label_for_charts", "").startswith("All other") and "u_probability" in lvl:
+                m = lvl.get("m_probability")
+                if m:
+                    out[c["output_column_name"]] = float(np.log2(m / lvl["u_probability"]))
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# quality against a planted truth
+# ---------------------------------------------------------------------------------
+
+def _pairs(sizes: pd.Series | np.ndarray) -> int:
+    s = np.asarray(sizes, dtype=np.int64)
+    return int((s * (s - 1) // 2).sum())
+
+
+def pairwise_quality(predicted: pd.DataFrame, truth: pd.DataFrame, on: str = "record_id",
+                     predicted_col: str = "customer_id", truth_col: str = "customer_id") -> dict:
+    """Pairwise precision, recall, F1 and cluster purity of a clustering against the truth.
+
+    A pair of records counts as predicted when both records carry the same predicted id,
+    as true when they carry the same true id. Purity: the share of records whose
+    predicted cluster's majority true customer is their own (1 = no cluster mixes two
+    people); inverse purity the same with the roles swapped (1 = no person is split).
+    Computed on the records present in both tables; ``records_missing`` counts those in
+    one only. Counting is set-based (group sizes), never pair by pair.
+    """
+    for df, col, what in ((predicted, predicted_col, "predicted"), (truth, truth_col, "truth")):
+        missing = [c for c in (on, col) if c not in df]
+        if missing:
+            raise IdentityInputError(f"{what}: missing column(s) {missing}")
+    p = predicted[[on, predicted_col]].drop_duplicates(on).rename(columns={predicted_col: "p"})
+    t = truth[[on, truth_col]].drop_duplicates(on).rename(columns={truth_col: "t"})
+    m = p.merge(t, on=on)
+    if m.empty:
+        raise IdentityInputError("predicted and truth share no record ids")
+    both = m.groupby(["p", "t"], sort=False).size()
+    tp = _pairs(both)
+    pp = _pairs(m.groupby("p", sort=False).size())
+    tt = _pairs(m.groupby("t", sort=False).size())
+    precision = tp / pp if pp else 1.0
+    recall = tp / tt if tt else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    purity = both.groupby(level=0).max().sum() / len(m)
+    inverse = both.groupby(level=1).max().sum() / len(m)
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+            "purity": float(purity), "inverse_purity": float(inverse),
+            "pairs_predicted": pp, "pairs_true": tt, "pairs_correct": tp,
+            "records": int(len(m)), "records_missing": int(len(p) + len(t) - 2 * len(m)),
+            "clusters_predicted": int(m["p"].nunique()), "customers_true": int(m["t"].nunique())}
+
+
+# ---------------------------------------------------------------------------------
+# the unified view: channels, overlap, consent, omnichannel vs single-channel
+# ---------------------------------------------------------------------------------
+
+def customer_channels(links: pd.DataFrame) -> pd.DataFrame:
+    """Unified customer x source: True where the customer has a record in that source.
+
+    Adds ``n_channels`` and ``channels`` (the sorted combination, e.g. ``app+web``).
+    """
+    m = pd.crosstab(links["customer_id"], links["source"]).gt(0)
+    m.columns = [str(c) for c in m.columns]
+    m.columns.name = None
+    out = m.copy()
+    out["n_channels"] = m.sum(axis=1).astype(int)
+    names = np.array(m.columns, dtype=object)
+    arr = m.to_numpy()
+    # the combination label, built column by column (a handful of sources), not per customer
+    label = np.full(len(m), "", dtype=object)
+    for j, name in enumerate(names):
+        label = np.where(arr[:, j], np.where(label == "", name, label + "+" + name), label)
+    out["channels"] = label
+    out.index.name = "customer_id"
+    return out
+
+
+def channel_overlap(links: pd.DataFrame, top: int | None = None) -> pd.DataFrame:
+    """UpSet-style counts: customers per exact combination of sources, largest first."""
+    ch = customer_channels(links)
+    sources = [c for c in ch.columns if c not in ("n_channels", "channels")]
+    g = ch.groupby("channels").agg(customers=("n_channels", "size"), n_channels=("n_channels", "first"))
+    flags = ch.drop_duplicates("channels").set_index("channels")[sources]
+    out = g.join(flags).sort_values(["customers", "n_channels"], ascending=[False, True]).reset_index()
+    out["share"] = out["customers"] / out["customers"].sum()
+    return out.head(top) if top else out
+
+
+def match_rates(links: pd.DataFrame) -> pd.DataFrame:
+    """Per source: records, share linked to any other record, and to another channel."""
+    size = links.groupby("customer_id")["record_id"].transform("size")
+    nsrc = links.groupby("customer_id")["source"].transform("nunique")
+    d = links.assign(linked=size.to_numpy() > 1, cross=nsrc.to_numpy() > 1,
+                     no_key=links["linked_by"].eq("no usable key").to_numpy())
+    out = d.groupby("source").agg(records=("record_id", "size"), linked=("linked", "mean"),
+                                  linked_to_other_channel=("cross", "mean"), no_usable_key=("no_key", "sum"))
+    return out.sort_values("records", ascending=False)
+
+
+def consent_by_unified_customer(links: pd.DataFrame, orders: pd.DataFrame | None,
+                                customers: pd.DataFrame | None) -> tuple[pd.Series, dict]:
+    """Analytics consent of each unified customer.
+
+    The identities table carries no consent; the ``customers`` table does, per given
+    customer id, and orders tie records to given ids (``orders.record_id``). A unified
+    customer is in the analysis only if every given customer it is tied to consented;
+    one tied to none has no record of consent and, like unknown consent everywhere in
+    the workbench (:func:`omni_lib.privacy.apply_consent`), counts as no consent.
+    Returns ``(consent, info)``: a boolean Series by unified customer id and counts.
+    """
+    uc = pd.Index(links["customer_id"].unique(), name="customer_id")
+    if customers is None or "consent_analytics" not in customers:
+        return pd.Series(True, index=uc), {"excluded": 0, "no_consent": 0, "unknown": 0,
+                                           "note": "no consent_analytics column: every customer is included"}
+    if orders is None or "record_id" not in orders:
+        return pd.Series(False, index=uc), {"excluded": len(uc), "no_consent": 0, "unknown": len(uc),
+                                            "note": "orders carry no record_id: consent cannot be tied to "
+                                                    "identity records, so no unified customer is analysed"}
+    tie = orders[["record_id", "customer_id"]].dropna().drop_duplicates().rename(columns={"customer_id": "given"})
+    tie = tie.merge(links[["record_id", "customer_id"]], on="record_id")
+    ok = customers.set_index("customer_id")["consent_analytics"].eq(True).fillna(False).astype(bool)
+    tie["consent"] = tie["given"].map(ok).fillna(False).astype(bool).to_numpy()
+    per = tie.groupby("customer_id")["consent"].all()
+    consent = per.reindex(uc).fillna(False).astype(bool)
+    unknown = int((~uc.isin(per.index)).sum())
+    no = int((~per).sum())
+    info = {"excluded": int((~consent).sum()), "no_consent": no, "unknown": unknown,
+            "note": (f"{int((~consent).sum()):,} of {len(uc):,} unified customers are left out of the analysis: "
+                     f"{no:,} are tied to a customer without analytics consent and {unknown:,} to no customer "
+                     "record at all (no record of consent counts as no consent)")}
+    return consent, info
+
+
+def omnichannel_comparison(links: pd.DataFrame, orders: pd.DataFrame, data_end: pd.Timestamp | None = None,
+                           retention_days: int = 180) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Spend and retention of omnichannel vs single-channel unified customers.
+
+    Orders are tied to unified customers through ``orders.record_id``; completed orders
+    count for spend (cancelled and returned do not, when ``status`` is present). A
+    customer is *omnichannel* with records in two or more sources. *Retained*: among
+    customers whose first order came before the last ``retention_days`` of the data,
+    the share who ordered again within them. Returns ``(per_customer, summary)``.
+    """
+    if "record_id" not in orders:
+        raise IdentityInputError("orders: no record_id column, so orders cannot be tied to identity records")
+    o = orders
+    if "status" in o:
+        o = o[o["status"].isna() | o["status"].eq("completed")]
+    o = o[["record_id", "order_ts", "net_amount"]].merge(links[["record_id", "customer_id"]], on="record_id")
+    end = data_end if data_end is not None else o["order_ts"].max()
+    start = end - pd.Timedelta(days=retention_days)
+    per = o.groupby("customer_id").agg(spend=("net_amount", "sum"), orders=("net_amount", "size"),
+                                       first_order=("order_ts", "min"), last_order=("order_ts", "max"))
+    ch = customer_channels(links)[["n_channels", "channels"]]
+    per = ch.join(per, how="left")
+    per["spend"] = per["spend"].fillna(0.0)
+    per["orders"] = per["orders"].fillna(0).astype(int)
+    per["omnichannel"] = per["n_channels"] >= 2
+    per["eligible"] = per["first_order"].notna() & (per["first_order"] < start)
+    per["retained"] = per["eligible"] & (per["last_order"] >= start)
+    per["group"] = np.where(per["omnichannel"], "omnichannel", "single channel")
+    g = per.groupby("group")
+    summary = pd.DataFrame({
+        "customers": g.size(),
+        "buyers": g["orders"].apply(lambda s: int((s > 0).sum())),
+        "mean_spend": g["spend"].mean(),
+        "median_spend": g["spend"].median(),
+        "mean_orders": g["orders"].mean(),
+        "retention_rate": per[per["eligible"]].groupby("group")["retained"].mean(),
+    })
+    return per, summary
