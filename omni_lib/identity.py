@@ -134,13 +134,25 @@ def _run_sql(frame: pd.DataFrame, select: str) -> pd.DataFrame:
 
     con = duckdb.connect()
     try:
-        con.execute("SET preserve_insertion_order = true; SET enable_progress_bar = false")
+        con.execute("SET preserve_insertion_order = true")
+        _quiet(con)
         con.register("t", frame)
         out = con.execute(f"SELECT {select} FROM t").df()
     finally:
         con.close()
     out.index = frame.index
     return out
+
+
+def _quiet(con) -> None:
+    """No DuckDB progress bar on the terminal (a million records take seconds per query).
+    Under Jupyter DuckDB refuses the setting without ipywidgets; it draws none there anyway."""
+    import duckdb
+
+    try:
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.Error:
+        pass
 
 
 def _as_str(s: pd.Series) -> pd.Series:
@@ -246,7 +258,8 @@ def prepare(identities: pd.DataFrame) -> Prepared:
 
     con = duckdb.connect()
     try:
-        con.execute("SET preserve_insertion_order = true; SET enable_progress_bar = false")
+        con.execute("SET preserve_insertion_order = true")
+        _quiet(con)
         con.register("t", src)
         norm = con.execute(f"SELECT {outer} FROM (SELECT {inner} FROM t)").df()
     finally:
@@ -531,7 +544,7 @@ class IdentityResolver:
         steps = self._steps = {}
         con = duckdb.connect()
         try:
-            con.execute("SET enable_progress_bar = false")
+            _quiet(con)
             db = DuckDBAPI(con)
             linker = Linker(db.register(keyed, table_name="identity_records"),
                             _splink_settings(self.tf_weight_name_only), log_level=logging.ERROR)
