@@ -60,10 +60,10 @@ def _orders(orders: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ts(x, tz) -> pd.Timestamp:
-    t = pd.Timestamp(x)
-    if t.tzinfo is None and tz is not None:
-        t = t.tz_localize(tz)
-    return t
+    from .timeutil import as_bound
+
+    like = pd.Series(pd.DatetimeIndex([], tz=tz)) if tz is not None else pd.Series(pd.DatetimeIndex([]))
+    return as_bound(x, like, error=CannibalisationInputError, what="period bound")
 
 
 def channel_mix_flows(orders: pd.DataFrame, period_a: tuple, period_b: tuple,

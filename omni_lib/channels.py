@@ -46,12 +46,11 @@ def _in_range(df: pd.DataFrame, col: str, start, end) -> pd.DataFrame:
     if df is None or df.empty:
         return df
     m = np.ones(len(df), dtype=bool)
-    tz = df[col].dt.tz
+    from .timeutil import as_bound
+
     for bound, op in ((start, "ge"), (end, "lt")):
         if bound is not None:
-            b = pd.Timestamp(bound)
-            if b.tzinfo is None and tz is not None:
-                b = b.tz_localize(tz)
+            b = as_bound(bound, df[col], error=ChannelInputError, what="start" if op == "ge" else "end")
             m &= np.array(getattr(df[col], op)(b), dtype=bool)
     return df[m]
 

@@ -31,6 +31,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from ..timeutil import as_bound
+
 from .errors import ExperimentInputError
 
 __all__ = ["Metric", "METRICS", "ExperimentData", "prepare", "experiment_ids", "DEFAULT_WINDOW_DAYS"]
@@ -130,7 +132,8 @@ def _experiments_table(tables) -> pd.DataFrame:
 
 def _data_end(tables, config, data_end) -> tuple[pd.Timestamp, str | None]:
     if data_end is not None:
-        return pd.Timestamp(data_end), None
+        # a bare date means the end of that day, as for data_end in omni.yaml
+        return as_bound(data_end, end_of_day=True, error=ExperimentInputError, what="data_end"), None
     if config is not None and getattr(config, "data_end", None) is not None:
         return pd.Timestamp(config.data_end), None
     cands = []
@@ -184,6 +187,7 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
     end, note = _data_end(tables, config, data_end)
     if note:
         notes.append(note)
+    end = as_bound(end, e["assigned_at"], error=ExperimentInputError, what="data_end")
     late = e["assigned_at"] > end
     if late.any():
         ex = e.loc[late, "assigned_at"].sort_values().head(3).astype(str).tolist()
