@@ -114,7 +114,7 @@ def churn_features(tables: Mapping[str, pd.DataFrame | None], cutoff, channel_ki
     o["_ts"] = _local(o["order_ts"])
     o["_day"] = o["_ts"].dt.normalize()
     if "status" in o:
-        completed = o[o["status"].astype("string") != "cancelled"]
+        completed = o[o["status"].astype("string").ne("cancelled").fillna(True).to_numpy(dtype=bool)]
     else:
         completed = o
     g = completed.groupby("customer_id")
@@ -152,7 +152,7 @@ def churn_features(tables: Mapping[str, pd.DataFrame | None], cutoff, channel_ki
         shares.columns = [f"share_{c}" for c in shares.columns]
         f = f.join(shares)
     if "status" in o:
-        f["return_rate"] = (o["status"].astype("string") == "returned").groupby(o["customer_id"]).mean() \
+        f["return_rate"] = o["status"].astype("string").eq("returned").fillna(False).groupby(o["customer_id"]).mean() \
             .reindex(f.index).fillna(0)
     if "discount" in o:
         disc = o.groupby("customer_id")["discount"].sum()
@@ -183,7 +183,12 @@ def _ticket_features(tickets, cutoff) -> pd.DataFrame:
     t = tickets[_local(tickets["opened_at"]) <= cutoff]
     out = pd.DataFrame({"tickets": t.groupby("customer_id").size()})
     if "contacts" in t:
-        out["fcr_rate"] = (t["contacts"] <= 1).groupby(t["customer_id"]).mean()
+        # a ticket's final contact count is only known once it is resolved: tickets
+        # still open at the cutoff do not count (their outcome lies in the future)
+        done = t
+        if "resolved_at" in t:
+            done = t[(_local(t["resolved_at"]) <= cutoff).fillna(False).to_numpy(dtype=bool)]
+        out["fcr_rate"] = (done["contacts"] <= 1).groupby(done["customer_id"]).mean()
     return out
 
 
@@ -460,7 +465,8 @@ def evaluate_time_based(tables, cutoff, horizon_days: float, channel_kinds=None,
             scores[name] = oof
             m.fit(X_te, y_te)
         scheme = (f"cross-fitted (5 folds of customers) at {cutoff.date()}: the data before the cutoff are "
-                  f"too short for a training window of {horizon_days:.0f} days")
+                  f"too short for a training window of {horizon_days:.0f} days; the model type is then chosen "
+                  "on the same customers, so its figures are slightly optimistic")
     chosen, cv_auc = select_model(models, X_tr if "X_tr" in locals() else X_te,
                                   y_tr if "y_tr" in locals() else y_te, random_state)
     scores["churn model"] = scores[chosen]

@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
                    help="notebooks to run (default: all notebooks/NN_*.ipynb)")
-    r.add_argument("--config", default="omni.yaml", help="config file (default ./omni.yaml)")
+    r.add_argument("--config", default=None, help="config file (default: $OMNI_CONFIG or ./omni.yaml)")
     r.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
                    help="override a notebook parameter; value parsed as YAML; repeatable")
     r.add_argument("--out", default=None, metavar="DIR",

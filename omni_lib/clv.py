@@ -189,12 +189,17 @@ def calibration_holdout(
         raise CLVInputError(
             f"holdout runs to {obs_end.date()} but the data end on {data_end.date()}: "
             "the holdout is longer than the data (shorten it or move the calibration end)")
-    cal_mask = (ts <= cal_end).to_numpy()
+    # split by period, exactly as the summaries count: purchases on the calibration-end
+    # day (or week) belong to the calibration period
+    p_all = _period_index(transactions[time_col], freq)
+    p_cal_end = _period_index(pd.Series([cal_end]), freq)[0]
+    p_obs_end = _period_index(pd.Series([obs_end]), freq)[0]
+    cal_mask = p_all <= p_cal_end
     cal = rfm_summary(transactions.loc[cal_mask], customer_col, time_col, monetary_col,
                       observation_end=cal_end, freq=freq, freq_multiplier=freq_multiplier)
     cal.columns = [f"{c}_cal" for c in cal.columns]
 
-    hold_mask = (~cal_mask) & (ts <= obs_end).to_numpy()
+    hold_mask = (~cal_mask) & (p_all <= p_obs_end)
     hold = transactions.loc[hold_mask, [customer_col]].copy()
     hold["_p"] = _period_index(transactions.loc[hold_mask, time_col], freq)
     counts = hold.drop_duplicates().groupby(customer_col).size()
@@ -402,7 +407,8 @@ def tracking_curve(transactions: pd.DataFrame, fitter, summary: pd.DataFrame, ca
     # repeat purchases = distinct days after the first day
     day = ts.dt.normalize()
     rep = pd.DataFrame({"c": transactions[customer_col].to_numpy(), "d": day, "f": first.dt.normalize()})
-    rep = rep[rep["d"] > rep["f"]].drop_duplicates(["c", "d"])
+    # the same customers on both lines: those the model knows (seen in calibration)
+    rep = rep[(rep["d"] > rep["f"]) & rep["c"].isin(summary.index)].drop_duplicates(["c", "d"])
     actual = np.searchsorted(np.sort(rep["d"].to_numpy()), weeks.to_numpy(), side="right")
     firsts = first.groupby(transactions[customer_col]).first().dt.normalize()
     firsts = firsts[firsts.index.isin(summary.index)]

@@ -73,8 +73,9 @@ def load_for_modelling(dataset: str = "sample", config_path: str | None = None) 
     if orders is None or orders.empty:
         raise ValueError("the configured data has no orders: churn and CLTV need purchase history")
     if "status" in orders:
-        orders = orders[orders["status"].astype("string") != "cancelled"].copy()
-        returned = (orders["status"].astype("string") == "returned").to_numpy()
+        status = orders["status"].astype("string")
+        orders = orders[status.ne("cancelled").fillna(True).to_numpy(dtype=bool)].copy()
+        returned = orders["status"].astype("string").eq("returned").fillna(False).to_numpy(dtype=bool)
         orders.loc[returned, "net_amount"] = 0.0
     orders = orders[orders["customer_id"].notna()]
     tables["orders"] = orders.reset_index(drop=True)

@@ -38,6 +38,15 @@ CUSTOMER_COLUMN["experiments"] = "unit_id"
 Tables = Mapping[str, "pd.DataFrame | None"]
 
 
+def _revenue(orders: pd.DataFrame) -> np.ndarray:
+    """Net amount per order, 0 for cancelled orders (revenue as every report counts it)."""
+    amount = orders["net_amount"].to_numpy(dtype="float64", na_value=np.nan)
+    if "status" in orders:
+        cancelled = orders["status"].astype("string").eq("cancelled").fillna(False).to_numpy(dtype=bool)
+        amount = np.where(cancelled, 0.0, amount)
+    return amount
+
+
 def _present(tables: Tables) -> Iterable[tuple[str, pd.DataFrame]]:
     for name in TIME_COLUMN:
         df = tables.get(name)
@@ -84,7 +93,7 @@ def channel_volumes(tables: Tables, freq: str = "W") -> pd.DataFrame:
         period = ts.dt.to_period(freq).dt.start_time
         g = pd.DataFrame({"period": period, "channel": df["channel"].astype("string")})
         if name == "orders" and "net_amount" in df:
-            g["revenue"] = df["net_amount"].to_numpy()
+            g["revenue"] = _revenue(df)
             agg = g.groupby(["period", "channel"], observed=True).agg(
                 rows=("revenue", "size"), revenue=("revenue", "sum"))
         else:
@@ -104,9 +113,10 @@ def channel_totals(tables: Tables) -> pd.DataFrame:
     out = {}
     o = tables.get("orders")
     if o is not None and not o.empty:
+        o = o.assign(revenue=_revenue(o))
         g = o.groupby(o["channel"].astype("string"), observed=True)
         out["orders"] = g.size()
-        out["revenue"] = g["net_amount"].sum()
+        out["revenue"] = g["revenue"].sum()
         out["buying_customers"] = g["customer_id"].nunique()
     for name in ("touchpoints", "tickets"):
         df = tables.get(name)
@@ -248,7 +258,7 @@ def headline(overview: pd.DataFrame, findings: pd.DataFrame, tables: Tables) -> 
         "tables_loaded": int(len(ov)),
         "customers": int(len(customers)) if customers is not None else 0,
         "orders": int(len(orders)) if orders is not None else 0,
-        "revenue": float(orders["net_amount"].sum()) if orders is not None else 0.0,
+        "revenue": float(_revenue(orders).sum()) if orders is not None else 0.0,
         "first_order": ov.loc["orders", "first"] if "orders" in ov.index else None,
         "last_order": ov.loc["orders", "last"] if "orders" in ov.index else None,
         "sales_channels_used": int(orders["channel"].nunique()) if orders is not None else 0,

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping
 import nbformat
 import yaml
 
-from .report import extract_key_figures, to_jsonable
+from .report import _fmt, extract_key_figures, to_jsonable
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
@@ -121,7 +121,11 @@ def parse_overrides(pairs: Iterable[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not key.isidentifier():
             raise RunError(f"parameter name {key!r} is not a valid Python name")
-        out[key] = yaml.safe_load(value) if value.strip() else ""
+        try:
+            out[key] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as exc:
+            raise RunError(f"parameter {key}: cannot read {value!r} ({str(exc).splitlines()[0]}); "
+                           "quote text values, e.g. -p name='a[b'") from None
     return out
 
 
@@ -294,14 +298,6 @@ ul{{margin:.3rem 0 0 1rem;padding:0}} small{{color:#666}}
 """
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.3g}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    return str(v)
-
-
 # --------------------------------------------------------------------------- the run
 def _new_run_id(reports_dir: Path) -> str:
     base = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -335,7 +331,10 @@ def run(
     """Execute notebooks and publish ``reports/<run_id>/``; see module docstring."""
     from tqdm.auto import tqdm
 
+    explicit = config_path is not None or "OMNI_CONFIG" in os.environ
     config_path = Path(config_path or os.environ.get("OMNI_CONFIG", "omni.yaml")).resolve()
+    if explicit and not config_path.exists():
+        raise RunError(f"config file {config_path} not found (check --config / OMNI_CONFIG)")
     root = config_path.parent
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else root / "notebooks"
     reports_dir = Path(reports_dir) if reports_dir else root / "reports"
@@ -344,12 +343,13 @@ def run(
         from .config import load_config
         from .privacy import PrivacyError, preflight
 
+        from .config import ConfigError
+
         try:  # outside sample mode no run starts without a pseudonymisation key
             preflight(config_path)
-        except PrivacyError as exc:
-            raise RunError(str(exc)) from None
-
-        defaults = dict(load_config(config_path).params or {})
+            defaults = dict(load_config(config_path).params or {})
+        except (PrivacyError, ConfigError) as exc:
+            raise RunError(f"{config_path.name}: {exc}") from None
 
     chosen = resolve_notebooks(notebooks, notebooks_dir)
     reports_dir = reports_dir.resolve()

@@ -27,7 +27,10 @@ def _nb(path: Path, cells: list[str], params: str = "scale = 1") -> Path:
 
 
 @pytest.fixture()
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path, monkeypatch) -> Path:
+    """A project folder without omni.yaml, as the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OMNI_CONFIG", raising=False)
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     _nb(nbs / "00_good.ipynb", [
@@ -53,7 +56,7 @@ def _cli(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_successful_run_publishes_html_json_index_and_latest(project: Path):
-    res = runner.run(config_path=project / "omni.yaml", overrides={"scale": 2}, progress=False)
+    res = runner.run(overrides={"scale": 2}, progress=False)
     assert res.ok
     d = project / "reports" / res.run_id
     assert d.is_dir() and not list((project / "reports").glob(".tmp-*"))
@@ -73,7 +76,7 @@ def test_successful_run_publishes_html_json_index_and_latest(project: Path):
 
 
 def test_failing_notebook_other_reports_written_previous_run_untouched(project: Path):
-    first = runner.run(config_path=project / "omni.yaml", progress=False)
+    first = runner.run(progress=False)
     first_dir = project / "reports" / first.run_id
     before = _hash_tree(first_dir)
 
@@ -106,7 +109,7 @@ def test_interrupted_run_leaves_no_folder(project: Path, monkeypatch):
 
     monkeypatch.setattr(runner, "execute_one", boom)
     with pytest.raises(KeyboardInterrupt):
-        runner.run(config_path=project / "omni.yaml", progress=False)
+        runner.run(progress=False)
     assert calls
     leftovers = list((project / "reports").iterdir())
     assert leftovers == []
@@ -137,3 +140,13 @@ def test_help_explains_every_command():
         out = subprocess.run([sys.executable, "-m", "omni_lib.cli", *cmd, "--help"],
                              capture_output=True, text=True)
         assert out.returncode == 0 and "usage: omni" in out.stdout and len(out.stdout) > 300
+
+
+def test_missing_config_and_bad_yaml_are_clear_errors(project: Path):
+    proc = _cli(project, "--config", "typo.yaml")
+    assert proc.returncode == 2 and "typo.yaml" in proc.stderr and "not found" in proc.stderr
+    proc = _cli(project, "-p", "scale=[a")
+    assert proc.returncode == 2 and "parameter scale" in proc.stderr and "Traceback" not in proc.stderr
+    (project / "omni.yaml").write_text("data: {format: excel}\n")
+    proc = _cli(project, "--config", "omni.yaml")
+    assert proc.returncode == 2 and "omni.yaml" in proc.stderr and "Traceback" not in proc.stderr
