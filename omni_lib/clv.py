@@ -239,6 +239,19 @@ class FitInfo:
     n_patterns: int
     log_likelihood: float
     params: dict
+    attempts: int = 1
+
+
+def _quiet_fit(fitter, data: pd.DataFrame, start, fit_kwargs) -> None:
+    """lifetimes' fit without its printed optimiser state and harmless overflow warnings."""
+    import contextlib
+    import io as _io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(_io.StringIO()), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fitter.fit(data["frequency"].to_numpy(), data["recency"].to_numpy(), data["T"].to_numpy(),
+                   weights=data["weight"].to_numpy(), initial_params=start, **fit_kwargs)
 
 
 def fit_transactions_model(summary: pd.DataFrame, model: str = "bgnbd", penalizer: float = 0.0,
@@ -260,29 +273,32 @@ def fit_transactions_model(summary: pd.DataFrame, model: str = "bgnbd", penalize
         raise CLVInputError("no customers to fit")
     if (summary["frequency"] > 0).sum() == 0:
         raise CLVInputError("no customer has a repeat purchase: buy-till-you-die models cannot be fitted")
-    fitter = getattr(lifetimes, cls_name)(penalizer_coef=penalizer)
     data = compress_patterns(summary) if compress else summary.assign(weight=1.0)
-    try:
-        import contextlib
-        import io as _io
-        import warnings
-
-        # lifetimes prints scipy's whole optimiser state before raising on failure;
-        # the ConvergenceError below says what matters instead
-        with warnings.catch_warnings(), contextlib.redirect_stdout(_io.StringIO()), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore", RuntimeWarning)
-            fitter.fit(data["frequency"].to_numpy(), data["recency"].to_numpy(), data["T"].to_numpy(),
-                       weights=data["weight"].to_numpy(), **fit_kwargs)
-    except Exception as exc:  # lifetimes raises its own ConvergenceError or numeric errors
+    # lifetimes starts every optimisation at exp(0.1) for all parameters; on flat
+    # likelihood ridges (large a and b) scipy then stops with "precision loss". A
+    # couple of other starting points, tried only when the user gave none, usually
+    # reach the same optimum; the attempts are recorded in fit_info_.
+    starts = [fit_kwargs.pop("initial_params", None)]
+    if starts[0] is None:
+        starts += [np.log([1.0, 5.0, 1.0, 10.0]), np.log([0.5, 10.0, 0.5, 5.0])]
+    errors = []
+    for start in starts:
+        fitter = getattr(lifetimes, cls_name)(penalizer_coef=penalizer)
+        try:
+            _quiet_fit(fitter, data, start, fit_kwargs)
+            break
+        except Exception as exc:  # lifetimes raises its own ConvergenceError or numeric errors
+            errors.append(f"{type(exc).__name__}: {str(exc).strip()}")
+    else:
         raise ConvergenceError(
-            f"{cls_name} did not converge ({type(exc).__name__}: {str(exc).strip()}). "
+            f"{cls_name} did not converge from {len(starts)} starting point(s) ({errors[0]}). "
             f"Try a larger penalizer (e.g. penalizer=0.001 or 0.01; now {penalizer}), "
-            "a coarser time unit (weeks), or check for customers with extreme frequency.") from exc
+            "a coarser time unit (weeks), or check for customers with extreme frequency.")
     params = {k: float(fitter.params_[k]) for k in names}
     if not all(np.isfinite(list(params.values()))):
         raise ConvergenceError(f"{cls_name} gave non-finite parameters {params}; try a larger penalizer")
     ll = log_likelihood(fitter, summary)
-    fitter.fit_info_ = FitInfo(model, int(len(summary)), int(len(data)), ll, params)
+    fitter.fit_info_ = FitInfo(model, int(len(summary)), int(len(data)), ll, params, len(errors) + 1)
     return fitter
 
 
