@@ -35,9 +35,20 @@ def _naive(ts: pd.Series) -> pd.Series:
     return ts
 
 
+_UNITS_PER_DAY = {"ns": 86_400_000_000_000, "us": 86_400_000_000, "ms": 86_400_000, "s": 86_400}
+
+
 def _period_index(ts: pd.Series, freq: str) -> np.ndarray:
     """Integer period number of each timestamp (days since epoch, or Monday-start weeks)."""
-    days = _naive(ts).to_numpy().astype("datetime64[D]").astype("int64")
+    values = _naive(ts).to_numpy()
+    missing = int(np.isnat(values).sum())
+    if missing:
+        raise CLVInputError(f"{missing} transactions have no timestamp")
+    unit, count = np.datetime_data(values.dtype)
+    if count == 1 and unit in _UNITS_PER_DAY:   # floor division: the same as astype("M8[D]"), 2x faster
+        days = values.view("int64") // _UNITS_PER_DAY[unit]
+    else:
+        days = values.astype("datetime64[D]").astype("int64")
     if freq == "D":
         return days
     # pandas' 'W' periods end on Sunday; 1970-01-01 was a Thursday, so Monday-start
@@ -45,19 +56,86 @@ def _period_index(ts: pd.Series, freq: str) -> np.ndarray:
     return (np.floor_divide(days + 3, 7) * 7) - 3
 
 
-def _encode(ids: pd.Series, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes and unique values of the kept ids (Arrow's hash encoding, one pass)."""
+def _short_fixed_width(arr) -> tuple[np.ndarray, int] | None:
+    """The ids as exact uint64 words (and their width) when every id has the same byte length <= 8, else None.
+
+    Written by hand because no library offers it: hashing a 64-bit word is about twice as
+    fast as hashing a string in Arrow (0.18 s vs 0.35-0.45 s for 9.4M ids here), and for a
+    fixed width of at most 8 bytes the zero-padded word *is* the id (injective, no hash
+    collisions), so the result is exact. Zero-padded codes ("C0019387", this workbench's
+    own format) are the common case in CRM exports.
+    """
+    import pyarrow as pa
+
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or len(arr) == 0:
+        return None
+    off_t = np.dtype(np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    n = len(arr)
+    offs = np.frombuffer(arr.buffers()[1], dtype=off_t, count=n + 1, offset=arr.offset * off_t.itemsize)
+    width = int(offs[1] - offs[0])
+    if not 0 < width <= 8 or int(offs[-1] - offs[0]) != width * n:
+        return None
+    if not (np.diff(offs) == width).all():
+        return None
+    raw = np.frombuffer(arr.buffers()[2], dtype=np.uint8, count=width * n, offset=int(offs[0]))
+    if width == 8:
+        return (raw.view(np.uint64) if raw.ctypes.data % 8 == 0 else raw.copy().view(np.uint64)), 8
+    padded = np.zeros((n, 8), dtype=np.uint8)
+    padded[:, :width] = raw.reshape(n, width)
+    return padded.view(np.uint64).ravel(), width
+
+
+def _encode(ids: pd.Series, keep: np.ndarray | None = None) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes (0..n-1, every code used) and unique values of the kept ids.
+
+    Strings are hash-encoded once by Arrow; ids of one fixed width <= 8 bytes are encoded
+    as machine words (exact, twice as fast); categorical ids reuse their codes (no hashing;
+    index in category order, unused categories dropped).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        codes = ids.cat.codes.to_numpy()
+        codes = codes if keep is None else codes[keep]
+        if (codes < 0).any():
+            raise CLVInputError(f"{int((codes < 0).sum())} transactions have no customer id")
+        used = np.bincount(codes, minlength=len(ids.cat.categories)) > 0
+        cats = ids.cat.categories
+        if not used.all():
+            codes = (np.cumsum(used) - 1)[codes]
+            cats = cats[used]
+        return codes.astype(np.int32), pd.Index(cats)
     arr = pa.array(ids, from_pandas=True)
-    if not keep.all():
+    if keep is not None:
         arr = arr.filter(pa.array(keep))
     if arr.null_count:
         raise CLVInputError(f"{arr.null_count} transactions have no customer id")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    fixed = _short_fixed_width(arr)
+    if fixed is not None:
+        words, width = fixed
+        enc = pc.dictionary_encode(pa.array(words, type=pa.uint64()))
+        codes, uniq = np.asarray(enc.indices), np.asarray(enc.dictionary)
+        raw = np.ascontiguousarray(uniq.view(np.uint8).reshape(-1, 8)[:, :width])
+        strings = pa.Array.from_buffers(pa.binary(width), len(uniq), [None, pa.py_buffer(raw)]).cast(arr.type)
+        return codes, pd.Index(strings.to_pandas())
     enc = pc.dictionary_encode(arr)
     # int32 codes are enough (and half the memory traffic); ids stay Arrow strings
     return np.asarray(enc.indices), pd.Index(enc.dictionary.to_pandas())
+
+
+_POOL = None
+
+
+def _pool():
+    """One worker thread for numpy work that releases the GIL (sorts) next to the main thread."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omni-clv")
+    return _POOL
 
 
 def _check_freq(freq: str) -> float:
@@ -94,42 +172,65 @@ def rfm_summary(
             raise CLVInputError(
                 f"{neg} transactions have a negative {monetary_col!r}: net out returns per order "
                 "before summarising (negative spend breaks the Gamma-Gamma model)")
-    period = _period_index(transactions[time_col], freq)
-    end = (period.max() if observation_end is None
-           else _period_index(pd.Series([pd.Timestamp(observation_end)]), freq)[0])
-    keep = period <= end
-    if not keep.any():
-        raise CLVInputError(f"no transactions on or before the observation end {observation_end}")
-    codes, uniques = _encode(transactions[customer_col], keep)
-    everything = bool(keep.all())
-    period = period if everything else period[keep]
+    if observation_end is None:
+        # every transaction counts: the period numbers (numpy) are computed on the worker
+        # thread while Arrow hashes the ids here (both release the GIL)
+        period_job = _pool().submit(_period_index, transactions[time_col], freq)
+        codes, uniques = _encode(transactions[customer_col])
+        period = period_job.result()
+        end = period.max()
+        keep = None
+    else:
+        period = _period_index(transactions[time_col], freq)
+        end = _period_index(pd.Series([pd.Timestamp(observation_end)]), freq)[0]
+        keep = period <= end
+        if not keep.any():
+            raise CLVInputError(f"no transactions on or before the observation end {observation_end}")
+        if keep.all():
+            keep = None
+        codes, uniques = _encode(transactions[customer_col], keep)
+    period = period if keep is None else period[keep]
     money = None
     if monetary_col is not None:
         money = transactions[monetary_col].to_numpy(dtype="float64")
-        money = money if everything else money[keep]
+        money = money if keep is None else money[keep]
     n = len(uniques)
 
-    # Per customer, without sorting the transactions: first / last period by
-    # ufunc.at, totals by bincount, and the number of distinct periods from one
-    # sort of the integer (customer, period) keys. The string ids are hashed once.
-    first_p = np.full(n, np.iinfo(np.int64).max)
-    np.minimum.at(first_p, codes, period)
-    last_p = np.full(n, np.iinfo(np.int64).min)
-    np.maximum.at(last_p, codes, period)
-    pmin = period.min()
-    span = int(period.max() - pmin + 1)
-    # one integer key per (customer, period); 32 bits when it fits: SIMD quicksort, half the bytes
-    kt = np.uint32 if n * span < 2**32 else np.int64
+    # Set-based, no loop and no sort of the transactions themselves: one sort of integer
+    # (customer, period) keys gives the distinct periods and, per customer, the first and
+    # last one; spend is summed by bincount. The key puts the customer code above a
+    # power-of-two period field, so splitting it back is a shift and a mask. 32-bit keys
+    # when they fit: SIMD sort, half the bytes.
+    pmin = int(period.min())
+    bits = max(int(end - pmin), 1).bit_length()
+    kt = np.uint32 if n << bits < 2**32 else np.uint64
     key = codes.astype(kt)
-    key *= kt(span)
-    key += (period - pmin).astype(kt)
-    key.sort()
-    distinct = np.ones(len(key), dtype=bool)
-    distinct[1:] = key[1:] != key[:-1]
-    n_periods = np.bincount(key[distinct] // kt(span), minlength=n)
+    key <<= kt(bits)
+    offset = np.empty(len(key), dtype=kt)
+    np.subtract(period, pmin, out=offset, casting="unsafe")   # 0 <= offset < 2**bits
+    key |= offset
+    del offset
+    # np.sort releases the GIL: the spend total (bincount) runs meanwhile
+    sorted_job = _pool().submit(np.sort, key)
+    total = np.bincount(codes, weights=money, minlength=n) if money is not None else None
+    skey = sorted_job.result()
+    new = np.empty(len(skey), dtype=bool)
+    new[0] = True
+    np.not_equal(skey[1:], skey[:-1], out=new[1:])
+    distinct = skey[new]                               # one key per (customer, period)
+    cust = distinct >> kt(bits)
+    starts = np.empty(len(distinct), dtype=bool)
+    starts[0] = True
+    np.not_equal(cust[1:], cust[:-1], out=starts[1:])
+    starts = np.flatnonzero(starts)                    # every code 0..n-1 has a key
+    n_periods = np.diff(starts, append=len(distinct))
+    first_key = distinct[starts]
+    mask = kt((1 << bits) - 1)
+    first_p = (first_key & mask).astype(np.int64) + pmin
+    last_p = (distinct[np.append(starts[1:], len(distinct)) - 1] & mask).astype(np.int64) + pmin
     if money is not None:
-        total = np.bincount(codes, weights=money, minlength=n)
-        in_first = period == first_p[codes]
+        # spend in the first period (excluded from monetary value, as in lifetimes)
+        in_first = key == first_key[codes]
         first_m = np.bincount(codes[in_first], weights=money[in_first], minlength=n)
 
     scale = unit_days * freq_multiplier
