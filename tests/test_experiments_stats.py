@@ -229,6 +229,13 @@ def test_planning_bad_input():
         ab.sample_size(0.1, 0.0)
     with pytest.raises(ExperimentInputError, match="traffic"):
         ab.plan_table(0.1, None, 0)
+    # a zero baseline: relative lifts are undefined (was a bare ZeroDivisionError)
+    with pytest.raises(ExperimentInputError, match=r"\(0, 1\)"):
+        ab.minimum_detectable_effect(1000, 0.0)
+    with pytest.raises(ExperimentInputError, match="non-zero"):
+        ab.minimum_detectable_effect(1000, 0.0, variance=4.0)
+    with pytest.raises(ExperimentInputError, match="non-zero"):
+        ab.sample_size(0.0, 0.1, variance=4.0)
 
 
 # --------------------------------------------------------------------------- sequential
@@ -266,3 +273,33 @@ def test_bad_numbers_give_clear_messages():
         ab.compare_ratios([0, 0], [0, 0], [1, 2], [1, 3])
     with pytest.raises(ExperimentInputError, match="at least two variants"):
         ab.srm_check({"A": 100})
+
+
+# --------------------------------------------------------------------------- CUPED in the joint posterior
+def test_cuped_arms_use_one_theta_for_every_arm():
+    """The Bayes step needs one CUPED adjustment for all arms (pairwise θs differ with 3+ arms)."""
+    from omni_lib.experiments.analysis import _cuped_arms
+    from omni_lib.experiments.units import Metric
+
+    rng = np.random.default_rng(4)
+    n = 3_000
+    variant = rng.choice(["control", "B", "C"], n)
+    x = rng.gamma(2.0, 50.0, n)
+    slope = np.where(variant == "C", 1.6, 0.6)           # makes the pairwise θs differ
+    y = 20 + slope * x + rng.normal(0, 30, n) + np.where(variant == "B", 5.0, 0.0)
+    units = pd.DataFrame({"variant": variant, "rev": y, "pre_rev": x})
+    m = Metric("revenue", "Revenue", "rev", covariate="pre_rev")
+    means, ses = _cuped_arms(units, m, ["control", "B", "C"], None)
+    theta = np.polyfit(x, y, 1)[0]                      # pooled least-squares slope = cov/var
+    for v, mean in zip(["control", "B", "C"], means):
+        sel = variant == v
+        assert mean == pytest.approx(y[sel].mean() - theta * (x[sel].mean() - x.mean()), rel=1e-10)
+    # with two arms it is exactly the pairwise CUPED comparison
+    two = units[units["variant"] != "C"]
+    means2, ses2 = _cuped_arms(two, m, ["control", "B"], None)
+    c, t = two[two.variant == "control"], two[two.variant == "B"]
+    from omni_lib.experiments.stats import compare_cuped
+
+    r = compare_cuped(c.rev, c.pre_rev, t.rev, t.pre_rev)
+    assert means2 == pytest.approx([r["mean_c"], r["mean_t"]], rel=1e-10)
+    assert ses2 == pytest.approx([np.sqrt(r["var_c"] / r["n_c"]), np.sqrt(r["var_t"] / r["n_t"])], rel=1e-10)

@@ -258,7 +258,7 @@ def analyze(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
             "p_holm", "p_bh", "significant", "direction", "harmful", "variance_reduction", "decision_row"]
     res = res[lead + [c for c in res.columns if c not in lead]]
 
-    bayes = _bayes(d, res, roles, draws, seed)
+    bayes = _bayes(d, res, roles, draws, seed, cap_quantile)
     seq = _monitor(d, pm, alpha)
     plan = _plan(d, res, pm, alpha, power, mde)
     dec = decide(d, srm, res, bayes, plan, alpha=alpha, mde=mde, max_extra_days=max_extra_days, sequential=seq)
@@ -266,7 +266,22 @@ def analyze(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
                             primary=pm.name, alpha=alpha, notes=notes)
 
 
-def _bayes(d: ExperimentData, res: pd.DataFrame, roles, draws: int, seed: int) -> pd.DataFrame:
+def _cuped_arms(units: pd.DataFrame, m: Metric, variants, cap_quantile) -> tuple[list, list]:
+    """Per-variant CUPED-adjusted means and standard errors with one θ for all arms.
+
+    The pairwise comparisons each fit θ on control + that treatment; a joint posterior over
+    three or more arms needs one adjustment for every arm, so θ is refitted on all units
+    (for two arms it is the same θ).
+    """
+    units, _ = _capped(units, m, cap_quantile)
+    y, x = units[m.numerator].astype(float), units[m.covariate].astype(float)
+    theta = float(np.cov(y, x, ddof=1)[0, 1] / x.var(ddof=1))
+    g = (y - theta * (x - x.mean())).groupby(units["variant"]).agg(["mean", "var", "size"]).reindex(variants)
+    return g["mean"].tolist(), np.sqrt(g["var"] / g["size"]).tolist()
+
+
+def _bayes(d: ExperimentData, res: pd.DataFrame, roles, draws: int, seed: int,
+           cap_quantile: float | None = None) -> pd.DataFrame:
     parts = []
     for role, m in roles:
         if role == "secondary":
@@ -279,11 +294,14 @@ def _bayes(d: ExperimentData, res: pd.DataFrame, roles, draws: int, seed: int) -
             b = stats.bayes_binary(g["sum"].to_numpy(), g["size"].to_numpy(), 0, draws, seed,
                                    higher_is_better=m.higher_is_better)
             b["model"] = "beta-binomial"
+        elif (rows["method"] == "cuped").all():
+            means, ses = _cuped_arms(d.units, m, d.variants, cap_quantile)
         else:
             c = rows.iloc[0]
             means = [c["mean_c"]] + rows["mean_t"].tolist()
             ses = [math.sqrt(c["var_c"] / c["n_control"])] + \
                   np.sqrt(rows["var_t"] / rows["n_variant"]).tolist()
+        if m.kind != "proportion":
             b = stats.bayes_normal(means, ses, 0, draws, seed, higher_is_better=m.higher_is_better)
             b["model"] = "normal approximation" + (" (CUPED)" if (rows["method"] == "cuped").any() else "")
         b.insert(0, "variant", d.variants)

@@ -26,10 +26,17 @@ from .errors import ExperimentInputError
 __all__ = ["sample_size", "power_at", "minimum_detectable_effect", "plan_table"]
 
 
+def _check_baseline(baseline: float, variance: float | None) -> None:
+    if variance is None and not 0 < baseline < 1:
+        raise ExperimentInputError(f"a baseline conversion rate must lie in (0, 1), got {baseline}")
+    if not (math.isfinite(baseline) and baseline != 0):
+        raise ExperimentInputError(
+            f"the baseline mean must be finite and non-zero (lifts are relative to it), got {baseline}")
+
+
 def _arm_var(baseline: float, effect: float, variance: float | None) -> tuple[float, float]:
+    _check_baseline(baseline, variance)
     if variance is None:  # a proportion
-        if not 0 < baseline < 1:
-            raise ExperimentInputError(f"a baseline conversion rate must lie in (0, 1), got {baseline}")
         p2 = baseline + effect
         if not 0 < p2 < 1:
             raise ExperimentInputError(f"baseline {baseline:.3g} + effect {effect:.3g} leaves (0, 1)")
@@ -98,6 +105,7 @@ def minimum_detectable_effect(n_control: float, baseline: float, variance: float
     _check(alpha, power, ratio, variants)
     if n_control < 2:
         raise ExperimentInputError(f"need at least 2 control units, got {n_control}")
+    _check_baseline(baseline, variance)
     hi = (1.0 / baseline - 1.0) * 0.999 if variance is None else 1e6
     f = lambda m: power_at(n_control, baseline, m, variance, alpha, ratio, variants) - power  # noqa: E731
     if f(hi) < 0:
