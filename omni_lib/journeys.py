@@ -216,10 +216,13 @@ def cross_channel_patterns(touchpoints: pd.DataFrame, orders: pd.DataFrame,
             ok = np.array((d >= lo) & (d <= hi) & (m["ev_store"] != m["store_id"]).fillna(False), dtype=bool)
             hit = set(m.loc[ok, "order_id"])
             return np.array(tg["order_id"].isin(hit), dtype=bool)
-        m = pd.merge_asof(tg.sort_values("order_ts"), ev.rename(columns={"event_ts": "t_ev"}), left_on="order_ts",
-                          right_on="t_ev", by="customer_id", direction="backward", tolerance=hi)
-        d = m["order_ts"] - m["t_ev"]
-        ok = np.array(d.notna() & (d >= lo), dtype=bool)
+        # the latest event at or before order_ts - lo; a hit when it is no older than
+        # order_ts - hi (searching from order_ts itself would miss an older event when a
+        # newer one falls inside the first lo days)
+        tg = tg.assign(_until=tg["order_ts"] - lo)
+        m = pd.merge_asof(tg.sort_values("_until"), ev.rename(columns={"event_ts": "t_ev"}), left_on="_until",
+                          right_on="t_ev", by="customer_id", direction="backward", tolerance=hi - lo)
+        ok = np.array(m["t_ev"].notna(), dtype=bool)
         return np.array(tg["order_id"].isin(set(m.loc[ok, "order_id"])), dtype=bool)
 
     store_o = o[np.array(o["channel"] == store_channel, dtype=bool)]

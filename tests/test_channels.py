@@ -74,6 +74,20 @@ def test_cross_channel_patterns_recover_planted_orders(data, sample_dir):
         assert len(got & want) / len(got) > 0.75, mine                  # precision
 
 
+def test_pattern_window_with_a_lower_bound_finds_the_older_event():
+    """A view 3 days before a store order counts for a (1, 5)-day window even when another
+    view falls within the first day (a search from the order time alone would stop there)."""
+    t0 = pd.Timestamp("2026-03-10 12:00")
+    orders = pd.DataFrame({"order_id": ["O1", "O2"], "customer_id": ["C1", "C2"], "order_ts": [t0, t0],
+                           "channel": "store", "net_amount": [100.0, 50.0], "store_id": ["S1", "S1"]})
+    tp = pd.DataFrame({"customer_id": ["C1", "C1", "C2"],
+                       "event_ts": [t0 - pd.Timedelta(days=3), t0 - pd.Timedelta(hours=2), t0 - pd.Timedelta(hours=3)],
+                       "channel": "web", "event_type": "product_view", "store_id": None})
+    pats = jn.cross_channel_patterns(tp, orders, ["web"], research_days=(1.0, 5.0))
+    flags = pats.attrs["flags"]
+    assert set(flags.loc[flags.pattern == "research_online_buy_offline", "order_id"]) == {"O1"}
+
+
 def test_launch_cannibalisation_recovers_planted_share(data):
     tables, truth = data
     r = cb.launch_cannibalisation(tables["orders"], "app", truth["app_launch"]["date"], seed=0)
