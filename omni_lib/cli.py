@@ -67,6 +67,8 @@ def _cmd_run(args) -> int:
         mark = "ok    " if r.status == "ok" else "FAILED"
         print(f"  {mark} {r.notebook:<28} {r.duration_s:7.1f} s  {r.headline or ''}")
     print(f"Open {result.run_dir / 'index.html'}")
+    if result.ok and not result.moved_latest:
+        print("reports/latest unchanged: it points at the newest run of all notebooks.")
     if not result.ok:
         print("", file=sys.stderr)
         for r in result.failed:
@@ -173,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
             one HTML report per notebook (no code), its key figures as <notebook>.json,
             the executed notebook, and index.html listing the run with status and
             headline figures. The run folder appears whole or not at all; reports/latest
-            points at the newest run where every notebook passed. A failing notebook does
+            points at the newest run of all notebooks where every one passed. A failing notebook does
             not stop the others; the command then exits 1 and names the notebook and cell.
 
             Parameters come from the notebook's defaults, then `params:` in the config,

@@ -12,7 +12,7 @@ Guarantees (design.md, "Running"):
 * a failing notebook does not stop the others; its executed notebook (with the
   traceback) is kept for inspection, the run exits non-zero and names the
   notebook and the failing cell;
-* ``reports/latest`` points at the newest run in which every notebook passed.
+* ``reports/latest`` points at the newest run of all notebooks in which every one passed.
 """
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ class RunResult:
     run_id: str
     run_dir: Path
     results: list[NotebookResult]
+    moved_latest: bool = False
 
     @property
     def ok(self) -> bool:
@@ -170,6 +171,26 @@ def plan_parameters(
     return plan
 
 
+def check_config_params(defaults: Mapping[str, Any] | None, notebooks: list[Path], source: str) -> None:
+    """A config ``params`` name that no notebook declares is an error, as for ``-p``.
+
+    Checked against every notebook in the folder (a config serves all of them), and per
+    notebook for ``params: {04_segmentation: {...}}`` sections.
+    """
+    declared = {nb: set(declared_parameters(nb)) for nb in notebooks}
+    known = set().union(*declared.values()) if declared else set()
+    bad = []
+    for k, v in (defaults or {}).items():
+        section = [nb for nb in notebooks if k in (nb.stem, nb.stem.split("_", 1)[0])]
+        if isinstance(v, Mapping) and section:
+            bad += [f"{k}.{name}" for name in v if name not in declared[section[0]]]
+        elif k not in known:
+            bad.append(k)
+    if bad:
+        raise RunError(f"{source}: unknown parameter(s) under params: {sorted(bad)}; no notebook declares them "
+                       f"(declared: {sorted(known)})")
+
+
 # --------------------------------------------------------------------------- execution
 def _failing_cell(nb, cell_index: int | None) -> tuple[int | None, str]:
     """1-based position of a cell in the *original* notebook and its first line."""
@@ -209,8 +230,13 @@ def _kernel_manager_class():
     return IPCKernelManager
 
 
-def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = False) -> NotebookResult:
-    """Execute one notebook into ``out_dir``; never raises for notebook errors."""
+def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = False,
+                record: dict | None = None) -> NotebookResult:
+    """Execute one notebook into ``out_dir``; never raises for notebook errors.
+
+    ``record``: the parameters as written to ``<notebook>.json`` (default ``params``; the
+    runner passes the final run folder instead of the temporary one it executes in).
+    """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -236,7 +262,8 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
     duration = time.perf_counter() - t0
 
     result = NotebookResult(notebook=stem, status="ok" if error is None else "failed",
-                            duration_s=round(duration, 2), parameters=to_jsonable(params))
+                            duration_s=round(duration, 2),
+                            parameters=to_jsonable(params if record is None else record))
     nb = nbformat.read(executed, as_version=4) if executed.exists() else None
     if nb is not None:
         nb.metadata["title"] = stem.replace("_", " ")
@@ -352,6 +379,8 @@ def run(
             raise RunError(f"{config_path.name}: {exc}") from None
 
     chosen = resolve_notebooks(notebooks, notebooks_dir)
+    everything = discover_notebooks(notebooks_dir)
+    check_config_params(defaults, everything, config_path.name)
     reports_dir = reports_dir.resolve()
     run_id = run_id or _new_run_id(reports_dir)
     final = reports_dir / run_id
@@ -367,7 +396,8 @@ def run(
         bar = tqdm(chosen, desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
         for nb in bar:
             bar.set_postfix_str(nb.stem)
-            res = execute_one(nb, tmp, plan[nb], cell_progress=progress and sys.stderr.isatty())
+            record = {**plan[nb], "output_dir": str(final)} if "output_dir" in plan[nb] else None
+            res = execute_one(nb, tmp, plan[nb], cell_progress=progress and sys.stderr.isatty(), record=record)
             results.append(res)
             if res.status != "ok":
                 tqdm.write(f"FAILED {res.failure_line()}", file=sys.stderr)
@@ -389,6 +419,9 @@ def run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     result = RunResult(run_id=run_id, run_dir=final, results=results)
-    if result.ok:
+    # reports/latest is the newest complete picture: every notebook of the folder, all passed
+    # (a run of one notebook would otherwise replace it with a one-report run)
+    result.moved_latest = result.ok and {p.resolve() for p in chosen} >= {p.resolve() for p in everything}
+    if result.moved_latest:
         _point_latest(reports_dir, run_id)
     return result

@@ -103,7 +103,7 @@ def test_failing_notebook_other_reports_written_previous_run_untouched(project: 
 def test_interrupted_run_leaves_no_folder(project: Path, monkeypatch):
     calls = []
 
-    def boom(src, out_dir, params, cell_progress=False):
+    def boom(src, out_dir, params, cell_progress=False, record=None):
         calls.append(src)
         raise KeyboardInterrupt
 
@@ -150,3 +150,48 @@ def test_missing_config_and_bad_yaml_are_clear_errors(project: Path):
     (project / "omni.yaml").write_text("data: {format: excel}\n")
     proc = _cli(project, "--config", "omni.yaml")
     assert proc.returncode == 2 and "omni.yaml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _config_with_params(project: Path, params: str) -> Path:
+    """The shipped omni.yaml with its ``params:`` replaced."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "omni.yaml").read_text()
+    text, n = re.subn(r"(?m)^params:.*$", f"params: {params}", text)
+    assert n == 1
+    path = project / "omni.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_config_params_are_clear_errors(project: Path):
+    cfg = _config_with_params(project, "{sclae: 3}")
+    with pytest.raises(runner.RunError, match=r"unknown parameter\(s\) under params: \['sclae'\]"):
+        runner.run(config_path=cfg, progress=False)
+    cfg = _config_with_params(project, "{01_also_good: {output: 2}}")
+    with pytest.raises(runner.RunError, match=r"01_also_good\.output"):
+        runner.run(config_path=cfg, progress=False)
+    proc = _cli(project, "--config", "omni.yaml")
+    assert proc.returncode == 2 and "01_also_good.output" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (project / "reports").exists()
+    # known names, globally and per notebook, run
+    cfg = _config_with_params(project, "{scale: 3, 01_also_good: {x: 2}}")
+    res = runner.run(config_path=cfg, progress=False)
+    assert res.ok
+    assert json.loads((res.run_dir / "00_good.json").read_text())["parameters"]["scale"] == 3
+    assert json.loads((res.run_dir / "01_also_good.json").read_text())["parameters"]["x"] == 2
+
+
+def test_recorded_output_dir_is_the_final_run_folder(project: Path):
+    res = runner.run(progress=False)
+    rec = json.loads((res.run_dir / "01_also_good.json").read_text())["parameters"]["output_dir"]
+    assert Path(rec) == res.run_dir and ".tmp-" not in rec
+
+
+def test_partial_run_leaves_latest_on_the_complete_run(project: Path):
+    full = runner.run(progress=False)
+    part = runner.run(notebooks=["00"], progress=False)
+    assert part.ok and not part.moved_latest and full.moved_latest
+    assert (project / "reports" / "latest").resolve() == full.run_dir.resolve()
+    proc = _cli(project, "01")
+    assert proc.returncode == 0 and "reports/latest unchanged" in proc.stdout
