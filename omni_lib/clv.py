@@ -85,6 +85,38 @@ def _short_fixed_width(arr) -> tuple[np.ndarray, int] | None:
     return padded.view(np.uint64).ravel(), width
 
 
+_PARALLEL_MIN = 1_000_000   # rows; below this one thread is as fast
+
+
+def _encode_words(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and unique values of uint64 ids (Arrow's hash encoding).
+
+    Large inputs are split by a multiplicative hash of the id into two disjoint halves,
+    each encoded on its own thread: in a time-ordered log every lookup in a hash table of
+    a million ids is a cache miss, and two threads with half-size tables halve the wait
+    (0.69 s -> 0.47 s on 9.4M rows here). The halves share no id, so their codes just
+    stack: no second hashing to unify them. Unique values come half by half.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def encode(w):
+        enc = pc.dictionary_encode(pa.array(w, type=pa.uint64()))
+        return np.asarray(enc.indices), np.asarray(enc.dictionary)
+
+    if len(words) < _PARALLEL_MIN:
+        return encode(words)
+    # Fibonacci hashing: the top bit of id * 2^64/phi splits any id pattern evenly
+    upper = ((words * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(63)).astype(bool)
+    job = _pool().submit(lambda: encode(words[~upper]))
+    codes_a, uniq_a = encode(words[upper])
+    codes_b, uniq_b = job.result()
+    codes = np.empty(len(words), dtype=np.int32)
+    codes[upper] = codes_a
+    codes[~upper] = codes_b + np.int32(len(uniq_a))
+    return codes, np.concatenate([uniq_a, uniq_b])
+
+
 def _encode(ids: pd.Series, keep: np.ndarray | None = None) -> tuple[np.ndarray, pd.Index]:
     """Integer codes (0..n-1, every code used) and unique values of the kept ids.
 
@@ -116,8 +148,7 @@ def _encode(ids: pd.Series, keep: np.ndarray | None = None) -> tuple[np.ndarray,
     fixed = _short_fixed_width(arr)
     if fixed is not None:
         words, width = fixed
-        enc = pc.dictionary_encode(pa.array(words, type=pa.uint64()))
-        codes, uniq = np.asarray(enc.indices), np.asarray(enc.dictionary)
+        codes, uniq = _encode_words(words)
         raw = np.ascontiguousarray(uniq.view(np.uint8).reshape(-1, 8)[:, :width])
         strings = pa.Array.from_buffers(pa.binary(width), len(uniq), [None, pa.py_buffer(raw)]).cast(arr.type)
         return codes, pd.Index(strings.to_pandas())
@@ -130,11 +161,11 @@ _POOL = None
 
 
 def _pool():
-    """One worker thread for numpy work that releases the GIL (sorts) next to the main thread."""
+    """Worker threads for numpy / Arrow work that releases the GIL, next to the main thread."""
     global _POOL
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
-        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omni-clv")
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="omni-clv")
     return _POOL
 
 
@@ -156,8 +187,9 @@ def rfm_summary(
     """Per-customer ``frequency, recency, T[, monetary_value]`` (lifetimes' definitions).
 
     Transactions after ``observation_end`` (same period or earlier kept) are ignored.
-    Index: customer id, in order of first appearance (lifetimes sorts by id; the
-    values per customer are the same). ``attrs["time_unit_days"]`` gives the unit of
+    Index: customer id, one row each, in an order that carries no meaning (the order the
+    hash encoding found them; lifetimes sorts by id, the values per customer are the
+    same: align with ``.loc`` or ``.sort_index()``). ``attrs["time_unit_days"]`` gives the unit of
     recency and T in days (e.g. 7 for ``freq="D", freq_multiplier=7``).
     """
     unit_days = _check_freq(freq)

@@ -56,8 +56,16 @@ ID_FORMATS = {
 def test_every_id_path_equals_lifetimes(log, fmt):
     tx = log.assign(customer_id=ID_FORMATS[fmt](log["cid"].to_numpy()).to_numpy())
     mine = _check(tx)
-    # index: the ids themselves, first appearance first
-    assert list(mine.index[:3]) == list(pd.unique(tx["customer_id"])[:3])
+    assert set(mine.index) == set(tx["customer_id"])
+
+
+@pytest.mark.parametrize("fmt", ["fixed width 8 (words)", "fixed width 3 (padded words)"])
+def test_two_thread_word_encoding_equals_lifetimes(log, fmt, monkeypatch):
+    """Above _PARALLEL_MIN rows the words are split by hash over two threads."""
+    monkeypatch.setattr(clv, "_PARALLEL_MIN", 1)
+    tx = log.assign(customer_id=ID_FORMATS[fmt](log["cid"].to_numpy()).to_numpy())
+    mine = _check(tx)
+    assert set(mine.index) == set(tx["customer_id"])
 
 
 def test_categorical_ids_with_unused_categories(log):
