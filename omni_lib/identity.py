@@ -574,9 +574,12 @@ class IdentityResolver:
                 pred = linker.inference.predict(threshold_match_probability=self.predict_floor,
                                                 warning_mode="never")
                 keep = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
-                mw = [c for c in pred.columns if str(c).startswith("mw_") and not str(c).startswith("mw_tf")]
-                pairs = con.sql(f"SELECT {', '.join(keep + [str(c) for c in mw])} "
-                                f"FROM {pred.physical_name}").df()
+                # the weight each comparison contributed (mw_email, ...; not the separate
+                # term-frequency parts); SplinkDataFrame.columns are InputColumn objects, so
+                # the names are read from the table itself
+                names = con.sql(f"SELECT * FROM {pred.physical_name} LIMIT 0").columns
+                mw = [c for c in names if c.startswith("mw_") and not c.startswith("mw_tf")]
+                pairs = con.sql(f"SELECT {', '.join(keep + mw)} FROM {pred.physical_name}").df()
                 model = linker.misc.save_model_to_json()
                 steps["predict"] = time.perf_counter() - t0
             finally:
