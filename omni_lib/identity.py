@@ -15,7 +15,8 @@ This module links them into one unified customer per person:
 3. **Probabilistic matching** of the rest with Splink (DuckDB backend), trained
    without labels: the share of matching pairs from the deterministic rules, the
    ``u`` probabilities from random pairs (less the matching pairs that random
-   sampling also draws), the ``m`` probabilities by expectation-maximisation;
+   sampling also draws; for identical keys counted among records of one source,
+   which are never one person), the ``m`` probabilities by expectation-maximisation;
    term-frequency adjustments for e-mail, name and city. Comparisons: e-mail (also
    the same user name with another number), phone (also another number on the same
    operator prefix), loyalty card, name, city, source and when each record was
@@ -326,12 +327,13 @@ BLOCKING = (
     ("phone",), ("loyalty",), ("email",), ("email_user",), ("name", "city"),
 )
 _PERSONAL = "email_personal_l"   # the address carries a number of its own (see prepare())
-#: both addresses carry a number, a different one, around the same user name
-_OTHER_NUMBER = ("email_personal_l AND email_personal_r AND email_digits_l <> email_digits_r "
-                 "AND email_shape_l = email_shape_r")
+#: both e-mail user names have the same letters and they spell the (same) name:
+#: 'adi.setiawan5698' / 'adi.setiawan5715' / 'adisetiawan12' for "Adi Setiawan"
+_SAME_NAME_IN_USER = ("email_stem_l = email_stem_r AND name_l = name_r "
+                      "AND email_stem_l = replace(name_l, ' ', '')")
 #: the fields a record takes from its deterministic group when it lacks them (see _enrich)
 _FIELD_SETS = (
-    ("email", "email_user", "email_shape", "email_digits", "email_domain", "email_personal"),
+    ("email", "email_user", "email_shape", "email_stem", "email_digits", "email_domain", "email_personal"),
     ("phone", "phone_prefix"),
     ("name", "first_name", "last_name"),
     ("city",),
@@ -359,10 +361,11 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True):
       not below 2% (people do change networks).
     * name: when both records carry the same name-only address the name adds nothing
       the address did not already say (the address *is* the name), so that case
-      counts as neutral instead of being counted twice; the same holds for the same
-      user name with another number when that user name spells the whole name
-      (``adi.setiawan5698`` / ``adi.setiawan5715`` for "Adi Setiawan": counting both the
-      user name and the name made namesakes look like one person).
+      counts as neutral instead of being counted twice; the same holds whenever both
+      user names have the same letters and those letters are the name
+      (``adi.setiawan5698`` / ``adi.setiawan5715`` / ``adisetiawan12`` for "Adi Setiawan":
+      counting the user name and the name both made namesakes look like one person,
+      all the more on a large table, where two namesakes' ``adisetiawan12`` collide).
     * city and loyalty disagreement: fixed, not learned; the sample's people never
       move, real ones do, so a different city must not be close to proof of a
       non-match (``m`` = 5%); two cards per person happen (2%).
@@ -406,8 +409,8 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True):
         cll.NullLevel("name"),
         cll.CustomLevel(f"email_user_l = email_user_r AND NOT {p}",
                         label_for_charts="implied by a shared name-only address").configure(is_null_level=True),
-        cll.CustomLevel(f"{_OTHER_NUMBER} AND name_l = name_r AND email_stem_l = replace(name_l, ' ', '')",
-                        label_for_charts="implied by the same user name, another number").configure(
+        cll.CustomLevel(_SAME_NAME_IN_USER,
+                        label_for_charts="implied by the e-mail user name").configure(
             is_null_level=True),
         cll.ExactMatchLevel("name", term_frequency_adjustments=True),
         cll.JaroWinklerLevel("name", 0.92),
@@ -475,17 +478,61 @@ def _enrich(df: pd.DataFrame, lab: np.ndarray) -> pd.DataFrame:
     return out
 
 
-def _adjust_model(model: dict, max_pairs: float) -> dict:
-    """Two corrections to the trained model (returns a copy).
+def _same_source_u(df: pd.DataFrame) -> dict:
+    """``u`` of the exact-key levels, from pairs of records in the same source.
+
+    Random pairs include matches, and for a key that non-matches almost never share
+    (one person's e-mail address, phone, card) those matches are nearly all that a
+    random sample finds: the sampled ``u`` is the matches' share, not the non-matches'.
+    Two records of one channel system are not one person (the premise of
+    ``one_record_per_source``), so within a source every pair that shares the key is a
+    non-match sharing it: counted exactly, by value (no sampling), over all sources.
+    Returns ``{(comparison, level label): u}``; half a pair is added to each count so
+    that a key nobody shares does not become proof.
+    """
+    def c2(n):
+        n = np.asarray(n, dtype=np.float64)
+        return float((n * (n - 1) / 2).sum())
+
+    def pairs_sharing(cols, mask):
+        sub = df.loc[mask, ["source", *cols]].dropna()
+        return c2(sub.groupby(["source", *cols], sort=False).size()) if len(sub) else 0.0
+
+    def pairs_with(col):
+        return c2(df.loc[df[col].notna(), "source"].value_counts())
+
+    out = {}
+    personal = df["email_personal"].to_numpy(dtype=bool)
+    e_all, u_all = pairs_with("email"), pairs_with("email_user")
+    if e_all:
+        for lbl, cond in (("same address with a personal number", personal),
+                          ("same name-only address", ~personal)):
+            out[("email", lbl)] = (pairs_sharing(["email"], cond) + 0.5) / e_all
+        for lbl, cond in (("same user name with a personal number, other domain", personal),
+                          ("same name-only user name, other domain", ~personal)):
+            k = pairs_sharing(["email_user"], cond) - pairs_sharing(["email"], cond)
+            out[("email", lbl)] = (k + 0.5) / e_all
+    for col, lbl in (("phone", "Exact match on phone"), ("loyalty", "Exact match on loyalty")):
+        d = pairs_with(col)
+        if d:
+            out[(col, lbl)] = (pairs_sharing([col], df[col].notna().to_numpy()) + 0.5) / d
+    return out
+
+
+def _adjust_model(model: dict, max_pairs: float, exact_u: dict | None = None) -> dict:
+    """Corrections to the trained model (returns a copy).
 
     * ``u`` without the matches: random sampling draws matching pairs too (about
-      one in 30,000 here), and for a level that non-matches almost never reach (the
-      same personal e-mail address, the same phone) those few matches are most of what
-      it counts, so its weight came out several bits too low. With the prior ``p``
+      one in 30,000 on the sample retailer), and for a level that non-matches rarely
+      reach those few matches are much of what it counts, so its weight came out too
+      low. With the prior ``p``
       and the level's ``m``, ``u_sampled = (1 - p) u + p m``; solved for ``u``, and kept
       at or above half a sampled pair (``0.5 / max_pairs``, the resolution of the
       sample) or the sampled value when that is smaller.
     * the phone's "another number" level: ``m`` at least ``_PHONE_OTHER_M_FLOOR``.
+    * ``exact_u``: the exact-key levels, whose ``u`` is counted directly
+      (:func:`_same_source_u`), take that value instead; for them the correction
+      above is too coarse (a handful of sampled pairs, nearly all matches).
     """
     import copy
 
@@ -499,7 +546,10 @@ def _adjust_model(model: dict, max_pairs: float) -> dict:
             if c["output_column_name"] == "phone" and lvl.get("label_for_charts", "").startswith("All other"):
                 if m is None or m < _PHONE_OTHER_M_FLOOR:
                     lvl["m_probability"] = m = _PHONE_OTHER_M_FLOOR
-            if lam and m is not None and u is not None:
+            key = (c["output_column_name"], lvl.get("label_for_charts", ""))
+            if exact_u and key in exact_u:
+                lvl["u_probability"] = exact_u[key]
+            elif lam and m is not None and u is not None:
                 lvl["u_probability"] = max((u - lam * m) / (1 - lam), min(u, 0.5 / max_pairs))
     return model
 
@@ -544,7 +594,7 @@ class IdentityResolver:
         raises the expected pairwise F1 exactly when its probability exceeds F1 / 2,
         so the best cut sits just under 0.5 whenever linking works well; the F1 the
         model expects from its own probabilities (the sum of the probabilities of the
-        pairs it joins, against the sum over all scored pairs) peaks at 0.49 on the
+        pairs it joins, against the sum over all scored pairs) peaks at 0.496 on the
         sample retailer.
     one_record_per_source : bool
         Treat each channel system as holding at most one record per person (a web
@@ -703,7 +753,9 @@ class IdentityResolver:
                 steps["train_m"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 # the trained model, corrected (_adjust_model), scores the completed records
-                model = _adjust_model(linker.misc.save_model_to_json(), self.u_max_pairs)
+                # (rows sharing a record id are one record: counted once)
+                exact_u = _same_source_u(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]])
+                model = _adjust_model(linker.misc.save_model_to_json(), self.u_max_pairs, exact_u)
                 linker = Linker(db.register(_enrich(df, det_lab)[in_model], table_name="identity_records_completed"),
                                 model, log_level=logging.ERROR)
                 pred = linker.inference.predict(threshold_match_probability=self.predict_floor,

@@ -131,6 +131,26 @@ def test_model_adjustment_removes_sampled_matches_from_u():
     assert phone[0]["u_probability"] == pytest.approx(5e-7)                 # all matches: floored at half a pair
     assert phone[1]["m_probability"] == idn._PHONE_OTHER_M_FLOOR            # another number is no veto
     assert model["comparisons"][0]["comparison_levels"][1]["u_probability"] == 1e-4   # input untouched
+    counted = idn._adjust_model(model, max_pairs=1e6, exact_u={("email", "same address"): 3e-7})
+    assert counted["comparisons"][0]["comparison_levels"][1]["u_probability"] == 3e-7
+
+
+def test_exact_key_u_counted_within_sources():
+    df = pd.DataFrame({
+        "source": ["web", "web", "web", "app", "app"],
+        "email": ["a1@x.com", "a1@x.com", "b@x.com", "a1@x.com", "c@x.com"],
+        "email_user": ["a1", "a1", "b", "a1", "c"],
+        "email_personal": [True, True, False, True, False],
+        "phone": ["+62811", "+62812", None, "+62811", "+62813"],
+        "loyalty": [None] * 5,
+    })
+    u = idn._same_source_u(df)
+    # web: 3 pairs with e-mails, 1 shares a personal address; app: 1 pair, none; the web/app
+    # pairs that share a1@x.com may be one person and are not counted
+    assert u[("email", "same address with a personal number")] == pytest.approx((1 + 0.5) / 4)
+    assert u[("email", "same name-only address")] == pytest.approx(0.5 / 4)
+    assert u[("phone", "Exact match on phone")] == pytest.approx(0.5 / 2)   # web 1 pair, app 1 pair
+    assert ("loyalty", "Exact match on loyalty") not in u
 
 
 # --------------------------------------------------------------------------- quality maths
