@@ -14,8 +14,15 @@ This module links them into one unified customer per person:
    counts for less than a rare one.)
 3. **Probabilistic matching** of the rest with Splink (DuckDB backend), trained
    without labels: the share of matching pairs from the deterministic rules, the
-   ``u`` probabilities from random pairs, the ``m`` probabilities by
-   expectation-maximisation; term-frequency adjustments for e-mail, name and city.
+   ``u`` probabilities from random pairs (less the matching pairs that random
+   sampling also draws; for identical keys counted among records of one source,
+   which are never one person), the ``m`` probabilities by expectation-maximisation;
+   term-frequency adjustments for e-mail, name and city. Comparisons: e-mail (also
+   the same user name with another number), phone (also another number on the same
+   operator prefix), loyalty card, name, city, source and when each record was
+   created. A record is compared with what its deterministic group knows: a field it
+   lacks (a store card without a city, a WhatsApp number without a name) is taken
+   from the other records that share its phone or card.
 4. **Connected components** over deterministic and probabilistic links: one
    ``customer_id`` per person.
 
@@ -251,7 +258,13 @@ def prepare(identities: pd.DataFrame) -> Prepared:
              "nullif(regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[^a-z]', '', 'g'), '') AS email_stem, "
              # its digits ('5698'; '' for a name-only address such as amelia@gmail.com)
              "regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[^0-9]', '', 'g') AS email_digits, "
-             "phone, loyalty, name, split_part(name, ' ', 1) AS first_name, "
+             # the user name without its digits, dots and underscores kept: 'adi.setiawan5698'
+             # and 'adi.setiawan5715' -> 'adi.setiawan' (one person's second address), while
+             # 'adisetiawan12' -> 'adisetiawan' (another way of writing, often another person)
+             "nullif(regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[0-9]', '', 'g'), '') AS email_shape, "
+             # country code and the first three digits of the national number: the mobile
+             # operator's prefix ('+62812'); a second number on the same network is some evidence
+             "phone, substr(phone, 1, 6) AS phone_prefix, loyalty, name, split_part(name, ' ', 1) AS first_name, "
              "CASE WHEN contains(name, ' ') THEN regexp_extract(name, ' ([^ ]+)$', 1) END AS last_name, "
              "city, bad_email, bad_phone")
     import duckdb
@@ -314,24 +327,53 @@ BLOCKING = (
     ("phone",), ("loyalty",), ("email",), ("email_user",), ("name", "city"),
 )
 _PERSONAL = "email_personal_l"   # the address carries a number of its own (see prepare())
+#: both e-mail user names have the same letters and they spell the (same) name:
+#: 'adi.setiawan5698' / 'adi.setiawan5715' / 'adisetiawan12' for "Adi Setiawan"
+_SAME_NAME_IN_USER = ("email_stem_l = email_stem_r AND name_l = name_r "
+                      "AND email_stem_l = replace(name_l, ' ', '')")
+#: the fields a record takes from its deterministic group when it lacks them (see _enrich)
+_FIELD_SETS = (
+    ("email", "email_user", "email_shape", "email_stem", "email_digits", "email_domain", "email_personal"),
+    ("phone", "phone_prefix"),
+    ("name", "first_name", "last_name"),
+    ("city",),
+)
+#: lowest m of "another phone number, another operator": EM on this kind of data can
+#: find none at all, which would make one such pair a veto
+_PHONE_OTHER_M_FLOOR = 0.02
+#: days between the creation of two records (created_at), closest level first
+_CREATED_DAYS = (7, 60, 365)
 
 
-def _splink_settings(tf_weight_name_only: float):
+def _splink_settings(tf_weight_name_only: float, with_created: bool = True):
     """Splink comparisons. Why each level is there:
 
     * e-mail: an address with a number of its own (``adi.setiawan5698@``) names one
       person; a name-only address (``amelia@gmail.com``) is shared by namesakes, so it
       is a separate, weaker level with a term-frequency adjustment (common addresses
       count for less); a one-letter typo with the same digits; the same user name at
-      another domain.
+      another domain; the same user name with another number (a person's second
+      address, or a namesake who writes addresses the same way: weaker, and adjusted
+      for how common that user name is).
+    * phone: the same number; another number with the same operator prefix (people
+      who keep a second number often keep the network; learned, so data where they do
+      not gives it no weight); any other number counts against, with ``m`` learned but
+      not below 2% (people do change networks).
     * name: when both records carry the same name-only address the name adds nothing
       the address did not already say (the address *is* the name), so that case
-      counts as neutral instead of being counted twice.
+      counts as neutral instead of being counted twice; the same holds whenever both
+      user names have the same letters and those letters are the name
+      (``adi.setiawan5698`` / ``adi.setiawan5715`` / ``adisetiawan12`` for "Adi Setiawan":
+      counting the user name and the name both made namesakes look like one person,
+      all the more on a large table, where two namesakes' ``adisetiawan12`` collide).
     * city and loyalty disagreement: fixed, not learned; the sample's people never
       move, real ones do, so a different city must not be close to proof of a
       non-match (``m`` = 5%); two cards per person happen (2%).
     * source: two records from the same channel system are rarely one person
       (``m`` = 1%, fixed), but it is evidence, not a rule.
+    * created: records one person opens in different channels tend to be opened in
+      the same period (within a week, two months, a year); learned, so weak when they
+      are not. Left out when the table has no ``created_at``.
     """
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
@@ -350,10 +392,16 @@ def _splink_settings(tf_weight_name_only: float):
         cll.And(cll.DamerauLevenshteinLevel("email", 1),
                 cll.CustomLevel("email_digits_l = email_digits_r")
                 ).configure(label_for_charts="one-letter typo, same digits"),
+        # the levels above catch the same address or user name, so this one is the
+        # same user name apart from its number (or one side without a number)
+        cll.ExactMatchLevel("email_shape", term_frequency_adjustments=True).configure(
+            label_for_charts="same user name, another number"),
         cll.ElseLevel(),
     ])
     phone = cl.CustomComparison(output_column_name="phone", comparison_levels=[
-        cll.NullLevel("phone"), cll.ExactMatchLevel("phone"), cll.ElseLevel()])
+        cll.NullLevel("phone"), cll.ExactMatchLevel("phone"),
+        cll.CustomLevel("phone_prefix_l = phone_prefix_r", label_for_charts="another number, same operator prefix"),
+        cll.ElseLevel()])
     loyalty = cl.CustomComparison(output_column_name="loyalty", comparison_levels=[
         cll.NullLevel("loyalty"), cll.ExactMatchLevel("loyalty"),
         cll.ElseLevel().configure(m_probability=0.02, fix_m_probability=True)])
@@ -361,6 +409,9 @@ def _splink_settings(tf_weight_name_only: float):
         cll.NullLevel("name"),
         cll.CustomLevel(f"email_user_l = email_user_r AND NOT {p}",
                         label_for_charts="implied by a shared name-only address").configure(is_null_level=True),
+        cll.CustomLevel(_SAME_NAME_IN_USER,
+                        label_for_charts="implied by the e-mail user name").configure(
+            is_null_level=True),
         cll.ExactMatchLevel("name", term_frequency_adjustments=True),
         cll.JaroWinklerLevel("name", 0.92),
         cll.CustomLevel("(last_name_l IS NULL OR last_name_r IS NULL) AND first_name_l = first_name_r",
@@ -374,6 +425,13 @@ def _splink_settings(tf_weight_name_only: float):
     source = cl.CustomComparison(output_column_name="source", comparison_levels=[
         cll.ExactMatchLevel("source").configure(m_probability=0.01, fix_m_probability=True),
         cll.ElseLevel()])
+    comparisons = [email, phone, loyalty, name, city, source]
+    if with_created:
+        comparisons.append(cl.CustomComparison(output_column_name="created", comparison_levels=[
+            cll.NullLevel("created_days"),
+            *[cll.CustomLevel(f"abs(created_days_l - created_days_r) <= {d}",
+                              label_for_charts=f"created within {d} days of each other") for d in _CREATED_DAYS],
+            cll.ElseLevel()]))
     rules = [block_on(*cols) for cols in BLOCKING[:-1]]
     # name + city only for full names: single names ("melati") in one city are too many
     # pairs on a large table and too little evidence to act on
@@ -383,12 +441,117 @@ def _splink_settings(tf_weight_name_only: float):
                  "AND length(l.email_digits) >= 3")
     return SettingsCreator(
         link_type="dedupe_only",
-        comparisons=[email, phone, loyalty, name, city, source],
+        comparisons=comparisons,
         blocking_rules_to_generate_predictions=rules,
         retain_matching_columns=False,
         retain_intermediate_calculation_columns=True,
         additional_columns_to_retain=[],
     )
+
+
+def _enrich(df: pd.DataFrame, lab: np.ndarray) -> pd.DataFrame:
+    """Each record with the fields it lacks taken from its deterministic group.
+
+    Records that share a phone number or a loyalty card are one person already; what
+    one of them says (a city, a name, an e-mail) is also true of the others. So a store
+    card without a city is compared with the rest of the data as if it carried the city
+    of the WhatsApp number it shares its phone with: the evidence of the whole group,
+    not of each record alone. Only missing values are filled, each field set
+    (``_FIELD_SETS``: e-mail and its parts, phone and its prefix, name and its parts,
+    city) from one record (the group's first that has it), so the parts stay consistent.
+    """
+    out = df.copy()
+    g = lab[out["unique_id"].to_numpy()]
+    pos = np.arange(len(out))
+    for cols in _FIELD_SETS:
+        have = out[cols[0]].notna().to_numpy()
+        donor = pd.Series(pos[have]).groupby(g[have]).min()          # group -> first row that has it
+        d = pd.Series(g).map(donor).to_numpy()
+        fill = ~have & ~np.isnan(d)
+        if not fill.any():
+            continue
+        src = d[fill].astype(np.int64)
+        for c in cols:
+            vals = out[c].to_numpy().copy()
+            vals[fill] = vals[src]
+            out[c] = pd.Series(vals, index=out.index).astype(out[c].dtype)
+    return out
+
+
+def _same_source_u(df: pd.DataFrame) -> dict:
+    """``u`` of the exact-key levels, from pairs of records in the same source.
+
+    Random pairs include matches, and for a key that non-matches almost never share
+    (one person's e-mail address, phone, card) those matches are nearly all that a
+    random sample finds: the sampled ``u`` is the matches' share, not the non-matches'.
+    Two records of one channel system are not one person (the premise of
+    ``one_record_per_source``), so within a source every pair that shares the key is a
+    non-match sharing it: counted exactly, by value (no sampling), over all sources.
+    Returns ``{(comparison, level label): u}``; half a pair is added to each count so
+    that a key nobody shares does not become proof.
+    """
+    def c2(n):
+        n = np.asarray(n, dtype=np.float64)
+        return float((n * (n - 1) / 2).sum())
+
+    def pairs_sharing(cols, mask):
+        sub = df.loc[mask, ["source", *cols]].dropna()
+        return c2(sub.groupby(["source", *cols], sort=False).size()) if len(sub) else 0.0
+
+    def pairs_with(col):
+        return c2(df.loc[df[col].notna(), "source"].value_counts())
+
+    out = {}
+    personal = df["email_personal"].to_numpy(dtype=bool)
+    e_all, u_all = pairs_with("email"), pairs_with("email_user")
+    if e_all:
+        for lbl, cond in (("same address with a personal number", personal),
+                          ("same name-only address", ~personal)):
+            out[("email", lbl)] = (pairs_sharing(["email"], cond) + 0.5) / e_all
+        for lbl, cond in (("same user name with a personal number, other domain", personal),
+                          ("same name-only user name, other domain", ~personal)):
+            k = pairs_sharing(["email_user"], cond) - pairs_sharing(["email"], cond)
+            out[("email", lbl)] = (k + 0.5) / e_all
+    for col, lbl in (("phone", "Exact match on phone"), ("loyalty", "Exact match on loyalty")):
+        d = pairs_with(col)
+        if d:
+            out[(col, lbl)] = (pairs_sharing([col], df[col].notna().to_numpy()) + 0.5) / d
+    return out
+
+
+def _adjust_model(model: dict, max_pairs: float, exact_u: dict | None = None) -> dict:
+    """Corrections to the trained model (returns a copy).
+
+    * ``u`` without the matches: random sampling draws matching pairs too (about
+      one in 30,000 on the sample retailer), and for a level that non-matches rarely
+      reach those few matches are much of what it counts, so its weight came out too
+      low. With the prior ``p``
+      and the level's ``m``, ``u_sampled = (1 - p) u + p m``; solved for ``u``, and kept
+      at or above half a sampled pair (``0.5 / max_pairs``, the resolution of the
+      sample) or the sampled value when that is smaller.
+    * the phone's "another number" level: ``m`` at least ``_PHONE_OTHER_M_FLOOR``.
+    * ``exact_u``: the exact-key levels, whose ``u`` is counted directly
+      (:func:`_same_source_u`), take that value instead; for them the correction
+      above is too coarse (a handful of sampled pairs, nearly all matches).
+    """
+    import copy
+
+    model = copy.deepcopy(model)
+    lam = model.get("probability_two_random_records_match")
+    for c in model.get("comparisons", []):
+        for lvl in c["comparison_levels"]:
+            m, u = lvl.get("m_probability"), lvl.get("u_probability")
+            if lvl.get("is_null_level"):
+                continue
+            if c["output_column_name"] == "phone" and lvl.get("label_for_charts", "").startswith("All other"):
+                if m is None or m < _PHONE_OTHER_M_FLOOR:
+                    lvl["m_probability"] = m = _PHONE_OTHER_M_FLOOR
+            key = (c["output_column_name"], lvl.get("label_for_charts", ""))
+            if exact_u and key in exact_u:
+                lvl["u_probability"] = exact_u[key]
+            elif lam and m is not None and u is not None:
+                lvl["u_probability"] = max((u - lam * m) / (1 - lam), min(u, 0.5 / max_pairs))
+    return model
 
 
 def _components(n: int, edges: np.ndarray) -> np.ndarray:
@@ -425,8 +588,14 @@ class IdentityResolver:
     Parameters
     ----------
     threshold : float
-        Match probability at or above which two groups of records are joined
-        (default 0.2; see the notebook's precision/recall curve). Lower = more links.
+        Match probability at or above which two groups of records are joined. Lower =
+        more links. Default 0.5, chosen without labels: join when the model finds one
+        person more likely than not. For probabilities that mean what they say, a pair
+        raises the expected pairwise F1 exactly when its probability exceeds F1 / 2,
+        so the best cut sits just under 0.5 whenever linking works well; the F1 the
+        model expects from its own probabilities (the sum of the probabilities of the
+        pairs it joins, against the sum over all scored pairs) peaks at 0.496 on the
+        sample retailer.
     one_record_per_source : bool
         Treat each channel system as holding at most one record per person (a web
         shop has one account per person, a loyalty scheme one card): two groups that
@@ -460,7 +629,7 @@ class IdentityResolver:
     timings_ : seconds per step.
     """
 
-    def __init__(self, threshold: float = 0.2, one_record_per_source: bool = True,
+    def __init__(self, threshold: float = 0.5, one_record_per_source: bool = True,
                  tf_weight_name_only: float = 0.5, u_max_pairs: float = 1e6, seed: int = 42,
                  key: bytes | None = None, predict_floor: float = 0.01, min_records_for_model: int = 200):
         self.threshold = threshold
@@ -490,7 +659,7 @@ class IdentityResolver:
         t["deterministic"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        pairs, model = self._score(rec)
+        pairs, model = self._score(rec, det_lab)
         t["probabilistic"] = time.perf_counter() - t0
         t.update({f"  {k}": v for k, v in getattr(self, "_steps", {}).items()})
 
@@ -522,18 +691,30 @@ class IdentityResolver:
         self.counts_ = {**prep.counts, **self._link_counts()}
         return self
 
-    def _score(self, rec: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-        """Train the Splink model without labels and score the blocked pairs."""
+    def _score(self, rec: pd.DataFrame, det_lab: np.ndarray) -> tuple[pd.DataFrame, dict]:
+        """Train the Splink model without labels and score the blocked pairs.
+
+        The model learns from the records as they are; the pairs are then scored on
+        the records completed from their deterministic groups (:func:`_enrich`), so the
+        evidence of a group counts and the training does not see copied values as
+        agreement.
+        """
         import duckdb
         from splink import DuckDBAPI, Linker, block_on
 
-        cols = ["row", "source", "email", "email_user", "email_digits", "email_domain", "phone", "loyalty", "name", "first_name",
-                "last_name", "city"]
+        cols = ["row", "source", "email", "email_user", "email_shape", "email_stem", "email_digits", "email_domain",
+                "phone", "phone_prefix", "loyalty", "name", "first_name", "last_name", "city"]
         df = rec[cols].rename(columns={"row": "unique_id"})
         df["email_personal"] = df["email_digits"].str.len().gt(0).fillna(False).astype(bool)
+        with_created = "created_at" in rec
+        if with_created:
+            ts = pd.to_datetime(rec["created_at"], utc=True, errors="coerce")
+            with_created = bool(ts.notna().any())
+            df["created_days"] = ((ts - pd.Timestamp("2000-01-01", tz="UTC")).dt.total_seconds() / 86400).to_numpy()
         empty = pd.DataFrame({"unique_id_l": pd.Series(dtype=np.int64), "unique_id_r": pd.Series(dtype=np.int64),
                               "match_probability": pd.Series(dtype=float), "match_weight": pd.Series(dtype=float)})
-        keyed = df[rec["has_key"].to_numpy() | rec["name"].notna().to_numpy()]
+        in_model = rec["has_key"].to_numpy() | rec["name"].notna().to_numpy()
+        keyed = df[in_model]
         if len(keyed) < self.min_records_for_model:
             # too few records to learn m and u without labels: deterministic links only
             log.warning("identities: %d records, fewer than %d: probabilistic matching skipped",
@@ -547,7 +728,7 @@ class IdentityResolver:
             _quiet(con)
             db = DuckDBAPI(con)
             linker = Linker(db.register(keyed, table_name="identity_records"),
-                            _splink_settings(self.tf_weight_name_only), log_level=logging.ERROR)
+                            _splink_settings(self.tf_weight_name_only, with_created), log_level=logging.ERROR)
             quiet = logging.getLogger("splink")
             old = quiet.level
             quiet.setLevel(logging.ERROR)
@@ -571,13 +752,21 @@ class IdentityResolver:
                         log.info("EM on %s skipped: %s", br, e)
                 steps["train_m"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
+                # the trained model, corrected (_adjust_model), scores the completed records
+                # (rows sharing a record id are one record: counted once)
+                exact_u = _same_source_u(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]])
+                model = _adjust_model(linker.misc.save_model_to_json(), self.u_max_pairs, exact_u)
+                linker = Linker(db.register(_enrich(df, det_lab)[in_model], table_name="identity_records_completed"),
+                                model, log_level=logging.ERROR)
                 pred = linker.inference.predict(threshold_match_probability=self.predict_floor,
                                                 warning_mode="never")
                 keep = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]
-                mw = [c for c in pred.columns if str(c).startswith("mw_") and not str(c).startswith("mw_tf")]
-                pairs = con.sql(f"SELECT {', '.join(keep + [str(c) for c in mw])} "
-                                f"FROM {pred.physical_name}").df()
-                model = linker.misc.save_model_to_json()
+                # the weight each comparison contributed (mw_email, ...; not the separate
+                # term-frequency parts); SplinkDataFrame.columns are InputColumn objects, so
+                # the names are read from the table itself
+                names = con.sql(f"SELECT * FROM {pred.physical_name} LIMIT 0").columns
+                mw = [c for c in names if c.startswith("mw_") and not c.startswith("mw_tf")]
+                pairs = con.sql(f"SELECT {', '.join(keep + mw)} FROM {pred.physical_name}").df()
                 steps["predict"] = time.perf_counter() - t0
             finally:
                 quiet.setLevel(old)
