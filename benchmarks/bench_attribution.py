@@ -7,7 +7,11 @@ the best of several interleaved repeats (the machine is shared):
 * ChannelAttribution.markov_model on the raw 1,000,000 path rows;
 * ChannelAttribution.markov_model after a pandas group-by of identical paths (the group-by
   time is counted), with ncore=1 (its default) and ncore=2; its best form is the fastest;
-* omni_lib.attribution.MarkovAttribution on the raw rows (it groups identical paths itself).
+* omni_lib.attribution.MarkovAttribution on the raw rows (it groups identical paths itself,
+  hashing in one thread per core).
+
+Each round of timings starts once the CPUs are idle (waiting up to a minute), as the
+machine is shared; the output says how many did.
 
 What is compared. ChannelAttribution's markov_model (2.2.5, read from its source) simulates
 random walks on the order-1 chain with repeated consecutive channels collapsed, and its
@@ -66,6 +70,30 @@ def journeys(n: int = N, seed: int = SEED) -> pd.DataFrame:
                          "nulls": (~conv).astype(np.int64)})
 
 
+def _idle_cpu_share(seconds: float = 0.5) -> float:
+    """Share of CPU time idle over a short window (Linux /proc/stat; 1.0 elsewhere)."""
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)
+    try:
+        i0, t0 = read()
+        time.sleep(seconds)
+        i1, t1 = read()
+    except OSError:
+        return 1.0
+    return (i1 - i0) / max(t1 - t0, 1)
+
+
+def wait_for_idle(threshold: float = 0.9, timeout: float = 60.0) -> bool:
+    """The machine is shared: start a timed round only once the CPUs are idle (or give up)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if _idle_cpu_share() >= threshold:
+            return True
+    return False
+
+
 def main() -> None:
     import ChannelAttribution as ca  # noqa: F401  (prints its banner on import)
 
@@ -93,7 +121,9 @@ def main() -> None:
     }
     times = {k: [] for k in runs}
     out = {}
+    idle_rounds = 0
     for rep in range(REPEATS):                     # interleaved: load changes hit every contender
+        idle_rounds += wait_for_idle()
         for k, f in runs.items():
             if k == "ca_raw" and rep >= 2:         # 1.7 s a run: two are enough
                 continue
@@ -121,12 +151,12 @@ def main() -> None:
     t_best = t_[t_best_name]
     print(f"ChannelAttribution.markov_model defaults (order 1, max_step = 1 + longest path = "
           f"{mk_ca.max_steps_}, nsim_start=1e5, seed 0); best of {REPEATS} interleaved runs (raw: 2)")
-    print(f"  raw path rows:                              {t_['ca_raw']:7.3f} s")
-    print(f"  pandas group-by + markov_model:             {t_['ca_grp']:7.3f} s")
-    print(f"  pandas group-by + markov_model(ncore=2):    {t_['ca_grp2']:7.3f} s")
+    print(f"  raw path rows:                              {t_['ca_raw']:8.4f} s")
+    print(f"  pandas group-by + markov_model:             {t_['ca_grp']:8.4f} s")
+    print(f"  pandas group-by + markov_model(ncore=2):    {t_['ca_grp2']:8.4f} s")
     print(f"omni_lib MarkovAttribution, raw path rows (groups them itself, {os.cpu_count()} threads):")
-    print(f"  max_steps='data' (CA's definition, exact):  {t_['ours_ca']:7.3f} s")
-    print(f"  default (unbounded chain, exact):           {t_['ours']:7.3f} s")
+    print(f"  max_steps='data' (CA's definition, exact):  {t_['ours_ca']:8.4f} s")
+    print(f"  default (unbounded chain, exact):           {t_['ours']:8.4f} s")
     print(f"speed-up of max_steps='data' vs ChannelAttribution's best form ({t_best_name}): "
           f"{t_best / t_['ours_ca']:4.1f}x (target >= 3x)")
     print("largest channel-share difference, like with like (CA's default output vs omni_lib "
@@ -141,7 +171,8 @@ def main() -> None:
                         "CA grouped": share(out["ca_grp"]), "CA 1e6 walks": share(ca_long_default),
                         "ours unbounded": ours, "CA max_step=50": share(ca_long_50)}
                        ).round(4).to_string())
-    print(f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores while measuring)")
+    print(f"({idle_rounds} of {REPEATS} timed rounds started on idle CPUs; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

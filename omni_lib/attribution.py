@@ -416,6 +416,20 @@ def _threads() -> int:
     return pa.cpu_count()
 
 
+_POOL: tuple[int, object] | None = None
+
+
+def _pool():
+    """A thread pool kept for the process (starting threads on every fit costs about as much as
+    the work after the hashing); replaced by a larger one when ``_threads()`` grows."""
+    global _POOL
+    from concurrent.futures import ThreadPoolExecutor
+    size = max(_threads() - 1, 1)
+    if _POOL is None or _POOL[0] < size:
+        _POOL = (size, ThreadPoolExecutor(size, thread_name_prefix="omni-paths"))
+    return _POOL[1]
+
+
 def _tokenize(paths: pa.Array, sep: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Channel names (object array), each token's code and each path's length of a string
     array of paths (pyarrow split + hashing of the tokens)."""
@@ -460,38 +474,66 @@ def _weighted_paths(arr: pa.Array, weights: Sequence[np.ndarray], weight_names: 
 
     Hashing the strings dominates (about 30 ns a row); after it only the distinct paths (a
     few thousand) are handled. pyarrow's ``dictionary_encode`` releases the GIL, so long
-    inputs are cut into one slice per Arrow CPU thread (``pa.cpu_count()``), each hashed,
-    summed and tokenized in its own thread. A path may then appear once per slice: that is
-    harmless, the chain only adds up the weights of identical paths. Negative or missing
-    weights are refused (checked in the same threads, on the original dtype).
+    inputs are cut into one slice per Arrow CPU thread (``pa.cpu_count()``), each hashed and
+    summed in its own thread. Each other slice then looks its distinct paths up among slice
+    0's (``index_in``, a few thousand strings) and maps its sums onto them; slice 0's distinct
+    paths are split into channels in as many pieces, one per thread; only paths that slice 0
+    did not see are split separately. Negative or missing weights are refused (checked in the
+    same threads, on the original dtype).
     """
+    from concurrent.futures import Future
+
     n = len(arr)
     n_parts = max(1, min(_threads(), n // _ROWS_PER_THREAD))
     bounds = np.linspace(0, n, n_parts + 1).astype(np.int64)
+    dict0: Future = Future()                    # slice 0's distinct paths, for the other slices
 
     def part(i: int):
         lo, hi = int(bounds[i]), int(bounds[i + 1])
         de = pc.dictionary_encode(arr.slice(lo, hi - lo))
+        if i == 0:
+            dict0.set_result(de.dictionary)
         codes = de.indices.to_numpy(zero_copy_only=False)
-        k = len(de.dictionary)
-        sums, bad = _sums_by_code(codes, k, [w[lo:hi] for w in weights])
-        return _tokenize(de.dictionary, sep), sums, bad
+        sums, bad = _sums_by_code(codes, len(de.dictionary), [w[lo:hi] for w in weights])
+        return de.dictionary, sums, bad
 
-    if n_parts == 1:
-        parts = [part(0)]
-    else:                                       # slices 1.. in worker threads, slice 0 here
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(n_parts - 1) as ex:
-            futures = [ex.submit(part, i) for i in range(1, n_parts)]
-            parts = [part(0)] + [f.result() for f in futures]
-    bad = [nm for j, nm in enumerate(weight_names) if any(p[2][j] for p in parts)]
+    def piece(d0: pa.Array, i: int) -> pa.Array:  # slice 0's distinct paths are split in n_parts pieces
+        b = np.linspace(0, len(d0), n_parts + 1).astype(np.int64)
+        return d0.slice(int(b[i]), int(b[i + 1] - b[i]))
+
+    def other(i: int):
+        d, s_part, bad = part(i)
+        d0 = dict0.result()
+        at0 = pc.index_in(d, value_set=d0)
+        seen = at0.is_valid().to_numpy(zero_copy_only=False)
+        pos = at0.fill_null(0).to_numpy(zero_copy_only=False)[seen]
+        mapped = [np.bincount(pos, s[seen], minlength=len(d0)) for s in s_part]
+        return mapped, d.filter(pa.array(~seen)), [s[~seen] for s in s_part], bad, _tokenize(piece(d0, i), sep)
+
+    ex = _pool() if n_parts > 1 else None
+    futures = [ex.submit(other, i) for i in range(1, n_parts)]
+    try:
+        d0, sums, bad = part(0)
+    except BaseException as e:                  # do not leave the other slices waiting
+        if not dict0.done():
+            dict0.set_exception(e)
+        raise
+    tok = [_tokenize(piece(d0, 0), sep)]
+    others = [f.result() for f in futures]
+    tok += [o[4] for o in others]
+    bad = [nm for j, nm in enumerate(weight_names) if bad[j] or any(o[3][j] for o in others)]
     if bad:
         raise AttributionInputError(f"paths: {bad} must be >= 0 (no missing values)")
-    # one sorted channel vocabulary for all slices (a handful of names)
-    names = np.unique(np.concatenate([p[0][0] for p in parts]))
-    codes = np.concatenate([np.searchsorted(names, p[0][0])[p[0][1]] for p in parts]).astype(np.int64)
-    lens = np.concatenate([p[0][2] for p in parts])
-    sums = [np.concatenate([p[1][j] for p in parts]) for j in range(len(weights))]
+    for o in others:
+        sums = [s + m for s, m in zip(sums, o[0])]
+    unseen = [o[1] for o in others if len(o[1])]
+    if unseen:                                  # paths slice 0 did not see: split them too
+        tok.append(_tokenize(pa.concat_arrays(unseen), sep))
+        sums = [np.concatenate([s] + [o[2][j] for o in others]) for j, s in enumerate(sums)]
+    # one sorted channel vocabulary (a handful of names)
+    names = np.unique(np.concatenate([t[0] for t in tok]))
+    codes = np.concatenate([np.searchsorted(names, t[0])[t[1]] for t in tok]).astype(np.int64)
+    lens = np.concatenate([t[2] for t in tok])
     return names, codes, lens, sums
 
 
@@ -609,9 +651,17 @@ class MarkovAttribution:
                 raise AttributionInputError(f"paths.path: {arr.null_count} rows have no path "
                                             "(use '' for a conversion without touches)")
             cols = ["conversions", "nulls"] + (["value"] if "value" in data else [])
-            # weights stay in their own dtype until each thread casts its slice
-            names, codes, lens, sums = _weighted_paths(arr, [data[c].to_numpy() for c in cols], cols,
-                                                       self.sep)
+            # numeric weights stay in their own dtype until each thread casts its slice
+            weights = []
+            for c in cols:
+                w = data[c].to_numpy()
+                if w.dtype.kind not in "biuf":
+                    try:
+                        w = data[c].to_numpy(dtype=float, na_value=np.nan)
+                    except (TypeError, ValueError):
+                        raise AttributionInputError(f"paths.{c}: numbers expected, got {data[c].dtype}") from None
+                weights.append(w)
+            names, codes, lens, sums = _weighted_paths(arr, weights, cols, self.sep)
             return names, codes, lens, sums[0], sums[1], (sums[2] if len(sums) > 2 else None)
         t_paths, notes = touches_to_paths(data, self.channels, self.sep)
         self.notes_ += notes
