@@ -416,18 +416,20 @@ def _threads() -> int:
     return pa.cpu_count()
 
 
-_POOL: tuple[int, object] | None = None
+_POOL: tuple[int, int, object] | None = None
 
 
 def _pool():
     """A thread pool kept for the process (starting threads on every fit costs about as much as
-    the work after the hashing); replaced by a larger one when ``_threads()`` grows."""
+    the work after the hashing); a new one when ``_threads()`` grows or after a fork (the
+    child has none of the parent's threads)."""
     global _POOL
+    import os
     from concurrent.futures import ThreadPoolExecutor
     size = max(_threads() - 1, 1)
-    if _POOL is None or _POOL[0] < size:
-        _POOL = (size, ThreadPoolExecutor(size, thread_name_prefix="omni-paths"))
-    return _POOL[1]
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < size:
+        _POOL = (os.getpid(), size, ThreadPoolExecutor(size, thread_name_prefix="omni-paths"))
+    return _POOL[2]
 
 
 def _tokenize(paths: pa.Array, sep: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

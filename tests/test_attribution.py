@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
+import signal
 
 import numpy as np
 import pandas as pd
@@ -181,6 +183,26 @@ def test_markov_threaded_grouping_matches_one_pass(monkeypatch):
         at.MarkovAttribution().fit(bad)
     with pytest.raises(at.AttributionInputError, match="conversions"):
         at.MarkovAttribution().fit(paths.assign(conversions=-paths["conversions"]))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_markov_threaded_grouping_works_in_a_forked_child(monkeypatch):
+    # the kept thread pool must not be reused by a forked child, which has none of its threads
+    monkeypatch.setattr(at, "_ROWS_PER_THREAD", 50)
+    monkeypatch.setattr(at, "_threads", lambda: 2)
+    paths = _random_paths(np.random.default_rng(5), n_paths=300)
+    want = at.MarkovAttribution().fit(paths).removal_effects_.to_numpy()     # pool made here
+    pid = os.fork()
+    if pid == 0:                                                 # child: exit 0 only if it matches
+        code = 1
+        try:
+            signal.alarm(30)                                     # a deadlock ends as a failure
+            got = at.MarkovAttribution().fit(paths).removal_effects_.to_numpy()
+            code = 0 if np.allclose(got, want, atol=1e-12) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
 
 
 # ----------------------------------------------------------------------------- Shapley
