@@ -576,9 +576,10 @@ def absorption_probability(Q: np.ndarray, r: np.ndarray, keep: np.ndarray | None
 
 def _absorb_each(Q: np.ndarray, r: np.ndarray, keep: np.ndarray, max_steps: int | None) -> np.ndarray:
     """``absorption_probability`` for each column of the bool matrix ``keep`` (states x cases)
-    at once: column j is the chain with the states not kept removed. Batched for small chains."""
+    at once: column j is the chain with the states not kept removed. Batched for small chains
+    (the stacked systems take m * n * n floats)."""
     n, m = keep.shape
-    if n > 400:
+    if n > 400 or m * n * n > 2_000_000:
         return np.column_stack([absorption_probability(Q, r, keep[:, j], max_steps) for j in range(m)])
     R = np.where(keep, r[:, None], 0.0)
     if max_steps is not None:
