@@ -26,7 +26,10 @@ Models
   chain: P(conversion) = the absorption probability, a linear solve ``(I - Q) x = r``; the
   removal effect of a channel is ``1 - P(conversion without it) / P(conversion)``, where
   removing a channel sends every transition into a state holding it to (null).
-  (The ChannelAttribution package estimates the same quantities by simulation.)
+  ``max_steps`` bounds the paths' length as the ChannelAttribution package does (its
+  ``markov_model`` simulates walks and, by default, counts a walk longer than the longest
+  observed path + 1 as not converting); with it the same quantities of the truncated chain
+  are computed exactly by matrix products.
 * :class:`ShapleyAttribution`: exact Shapley values of the coalition game
   ``v(S) = conversion rate of journeys whose channel set is exactly S`` (Shao & Li 2011),
   for up to ``max_channels`` channels (2^n coalitions).
@@ -404,15 +407,150 @@ def touches_to_paths(touches: pd.DataFrame, channels: Iterable[str] | None = Non
 
 
 # ============================================================================ Markov
-def _encode(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
-    """Integer codes and the distinct values of a string array (pyarrow hashing, one pass)."""
-    de = pc.dictionary_encode(arr)
-    return de.indices.to_numpy(zero_copy_only=False), de.dictionary
+#: rows per thread when grouping identical paths (below this one thread is faster)
+_ROWS_PER_THREAD = 250_000
 
 
-def absorption_probability(Q: np.ndarray, r: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-    """Absorption probabilities x = (I - Q)^-1 r of an absorbing chain (exact linear solve).
+def _threads() -> int:
+    """Threads for hashing long path columns: Arrow's CPU pool size (OMP_NUM_THREADS caps it)."""
+    return pa.cpu_count()
 
+
+_POOL: tuple[int, int, object] | None = None
+
+
+def _pool():
+    """A thread pool kept for the process (starting threads on every fit costs about as much as
+    the work after the hashing); a new one when ``_threads()`` grows or after a fork (the
+    child has none of the parent's threads)."""
+    global _POOL
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+    size = max(_threads() - 1, 1)
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < size:
+        _POOL = (os.getpid(), size, ThreadPoolExecutor(size, thread_name_prefix="omni-paths"))
+    return _POOL[2]
+
+
+def _tokenize(paths: pa.Array, sep: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Channel names (object array), each token's code and each path's length of a string
+    array of paths (pyarrow split + hashing of the tokens)."""
+    parts = pc.split_pattern(paths, sep)
+    lens = pc.list_value_length(parts).to_numpy(zero_copy_only=False).astype(np.int64)
+    tok = pc.dictionary_encode(parts.flatten())
+    return (np.asarray(tok.dictionary.to_numpy(zero_copy_only=False), dtype=object),
+            tok.indices.to_numpy(zero_copy_only=False), lens)
+
+
+def _sums_by_code(codes: np.ndarray, k: int, ws: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[bool]]:
+    """Per-code sums (float64) of each weight column, and whether each column has a negative
+    or missing value.
+
+    ``np.bincount`` holds the GIL (the other threads are still hashing), so the first two
+    columns, when they are integer counts (conversions, nulls), are summed in one pass,
+    packed exactly into one float64 as ``a + b * 2^s`` with ``2^s`` above the total of ``a``
+    (every partial sum stays an integer below 2^53, so nothing is rounded).
+    """
+    bad = [len(w) > 0 and not w.min() >= 0 for w in ws]          # NaN fails too
+    out: list[np.ndarray | None] = [None] * len(ws)
+    if len(ws) >= 2 and not (bad[0] or bad[1]) and ws[0].dtype.kind in "biu" and ws[1].dtype.kind in "biu":
+        s = int(ws[0].sum()).bit_length()
+        if int(ws[1].sum()).bit_length() + s <= 52:
+            scale = float(2 ** s)
+            packed = ws[1].astype(np.float64)
+            packed *= scale
+            packed += ws[0]
+            tot = np.bincount(codes, packed, minlength=k)
+            hi = np.floor(tot / scale)
+            out[0], out[1] = tot - hi * scale, hi
+    for j, w in enumerate(ws):
+        if out[j] is None:
+            out[j] = np.bincount(codes, w if w.dtype == np.float64 else w.astype(np.float64), minlength=k)
+    return out, bad
+
+
+def _weighted_paths(arr: pa.Array, weights: Sequence[np.ndarray], weight_names: Sequence[str], sep: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Group identical paths of a string array, sum each weight column per path and split the
+    paths into channels: (sorted channel names, token codes, path lengths, per-path sums).
+
+    Hashing the strings dominates (about 30 ns a row); after it only the distinct paths (a
+    few thousand) are handled. pyarrow's ``dictionary_encode`` releases the GIL, so long
+    inputs are cut into one slice per Arrow CPU thread (``pa.cpu_count()``), each hashed and
+    summed in its own thread. Each other slice then looks its distinct paths up among slice
+    0's (``index_in``, a few thousand strings) and maps its sums onto them; slice 0's distinct
+    paths are split into channels in as many pieces, one per thread; only paths that slice 0
+    did not see are split separately. Negative or missing weights are refused (checked in the
+    same threads, on the original dtype).
+    """
+    from concurrent.futures import Future
+
+    n = len(arr)
+    n_parts = max(1, min(_threads(), n // _ROWS_PER_THREAD))
+    bounds = np.linspace(0, n, n_parts + 1).astype(np.int64)
+    dict0: Future = Future()                    # slice 0's distinct paths, for the other slices
+
+    def part(i: int):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        de = pc.dictionary_encode(arr.slice(lo, hi - lo))
+        if i == 0:
+            dict0.set_result(de.dictionary)
+        codes = de.indices.to_numpy(zero_copy_only=False)
+        sums, bad = _sums_by_code(codes, len(de.dictionary), [w[lo:hi] for w in weights])
+        return de.dictionary, sums, bad
+
+    def piece(d0: pa.Array, i: int) -> pa.Array:
+        # slice 0's distinct paths are split into channels in n_parts pieces, one per thread;
+        # the other threads first look their paths up (about half the cost of splitting as
+        # many paths), so slice 0's thread takes a larger piece and all finish together
+        w0 = (1 + (n_parts - 1) / 2) / n_parts
+        b = np.r_[0, w0 + np.arange(n_parts) * (1 - w0) / max(n_parts - 1, 1)] * len(d0)
+        b = np.minimum(b, len(d0)).astype(np.int64)
+        return d0.slice(int(b[i]), int(b[i + 1] - b[i]))
+
+    def other(i: int):
+        d, s_part, bad = part(i)
+        d0 = dict0.result()
+        at0 = pc.index_in(d, value_set=d0)
+        seen = at0.is_valid().to_numpy(zero_copy_only=False)
+        pos = at0.fill_null(0).to_numpy(zero_copy_only=False)[seen]
+        mapped = [np.bincount(pos, s[seen], minlength=len(d0)) for s in s_part]
+        return mapped, d.filter(pa.array(~seen)), [s[~seen] for s in s_part], bad, _tokenize(piece(d0, i), sep)
+
+    ex = _pool() if n_parts > 1 else None
+    futures = [ex.submit(other, i) for i in range(1, n_parts)]
+    try:
+        d0, sums, bad = part(0)
+    except BaseException as e:                  # do not leave the other slices waiting
+        if not dict0.done():
+            dict0.set_exception(e)
+        raise
+    tok = [_tokenize(piece(d0, 0), sep)]
+    others = [f.result() for f in futures]
+    tok += [o[4] for o in others]
+    bad = [nm for j, nm in enumerate(weight_names) if bad[j] or any(o[3][j] for o in others)]
+    if bad:
+        raise AttributionInputError(f"paths: {bad} must be >= 0 (no missing values)")
+    for o in others:
+        sums = [s + m for s, m in zip(sums, o[0])]
+    unseen = [o[1] for o in others if len(o[1])]
+    if unseen:                                  # paths slice 0 did not see: split them too
+        tok.append(_tokenize(pa.concat_arrays(unseen), sep))
+        sums = [np.concatenate([s] + [o[2][j] for o in others]) for j, s in enumerate(sums)]
+    # one sorted channel vocabulary (a handful of names)
+    names = np.unique(np.concatenate([t[0] for t in tok]))
+    codes = np.concatenate([np.searchsorted(names, t[0])[t[1]] for t in tok]).astype(np.int64)
+    lens = np.concatenate([t[2] for t in tok])
+    return names, codes, lens, sums
+
+
+def absorption_probability(Q: np.ndarray, r: np.ndarray, keep: np.ndarray | None = None,
+                           max_steps: int | None = None) -> np.ndarray:
+    """Absorption probabilities of an absorbing chain, exact.
+
+    ``max_steps=None``: ``x = (I - Q)^-1 r`` (linear solve), the probability of ever being
+    absorbed. ``max_steps=M``: the probability of being absorbed after at most ``M`` more
+    visits to transient states, ``x_0 = r``, ``x_m = r + Q x_(m-1)`` (M products).
     ``keep`` (bool mask over transient states): states not kept are made absorbing with
     value 0 (their incoming probability is lost), i.e. the channel is removed.
     """
@@ -421,14 +559,42 @@ def absorption_probability(Q: np.ndarray, r: np.ndarray, keep: np.ndarray | None
     idx = np.arange(n) if keep is None else np.nonzero(keep)[0]
     if len(idx) == 0:
         return x
-    A = np.eye(len(idx)) - Q[np.ix_(idx, idx)]
+    Qs, rs = Q[np.ix_(idx, idx)], r[idx]
+    if max_steps is not None:
+        if n > 400:
+            import scipy.sparse as sp
+            Qs = sp.csr_matrix(Qs)
+        y = rs.copy()
+        for _ in range(int(max_steps)):          # M sparse/dense products: a loop over steps only
+            y = rs + Qs @ y
+        x[idx] = y
+        return x
+    A = np.eye(len(idx)) - Qs
     if n > 400:
         import scipy.sparse as sp
         import scipy.sparse.linalg as spl
-        x[idx] = spl.spsolve(sp.csc_matrix(A), r[idx])
+        x[idx] = spl.spsolve(sp.csc_matrix(A), rs)
     else:
-        x[idx] = np.linalg.solve(A, r[idx])
+        x[idx] = np.linalg.solve(A, rs)
     return x
+
+
+def _absorb_each(Q: np.ndarray, r: np.ndarray, keep: np.ndarray, max_steps: int | None) -> np.ndarray:
+    """``absorption_probability`` for each column of the bool matrix ``keep`` (states x cases)
+    at once: column j is the chain with the states not kept removed. Batched for small chains
+    (the stacked systems take m * n * n floats)."""
+    n, m = keep.shape
+    if n > 400 or m * n * n > 2_000_000:
+        return np.column_stack([absorption_probability(Q, r, keep[:, j], max_steps) for j in range(m)])
+    R = np.where(keep, r[:, None], 0.0)
+    if max_steps is not None:
+        Y = R.copy()
+        for _ in range(int(max_steps)):          # a loop over steps only
+            Y = np.where(keep, R + Q @ Y, 0.0)   # removed states are never entered
+        return Y
+    # one linear system per case: removed rows and columns of Q zeroed, so x = 0 there
+    A = np.eye(n)[None] - Q[None] * (keep.T[:, :, None] & keep.T[:, None, :])
+    return np.linalg.solve(A, R.T[:, :, None])[:, :, 0].T
 
 
 class MarkovAttribution:
@@ -440,73 +606,87 @@ class MarkovAttribution:
 
     * ``channels_``; ``transition_matrix_`` (tidy: from, to, probability, for order 1 the
       states are channels; for order k, tuples of the last k channels joined by ',');
-    * ``conversion_probability_`` = P(start reaches conversion);
-    * ``removal_effects_`` (Series): ``1 - P(conv without c) / P(conv)``;
+    * ``conversion_probability_`` = P(start reaches conversion) (within ``max_steps_``);
+    * ``removal_effects_`` (Series): ``1 - P(conv without c) / P(conv)``, which equals
+      P(the path visits c | it converts);
     * ``value_removal_effects_``: the same on the chain's expected revenue;
     * ``attribution_`` (DataFrame): channel, removal_effect, share, conversions, revenue
       (totals split in proportion to the removal effects, as ChannelAttribution does);
-    * ``notes_``.
+    * ``max_steps_``: the horizon used (None = unbounded); ``notes_``.
 
-    Loops (a channel repeated in a row) are kept as self-transitions; they change neither the
-    absorption probabilities nor the removal effects.
+    ``max_steps`` chooses the horizon:
+
+    * ``None`` (default): the absorbing chain as it is, paths of any length (linear solves).
+      Loops (a state repeated in a row) are kept as self-transitions; they change neither the
+      absorption probabilities nor the removal effects.
+    * an int ``M`` or ``"data"``: ChannelAttribution's ``markov_model`` semantics, computed
+      exactly instead of simulated. Repeated consecutive states are first collapsed into one
+      (as it does: 'a>a>b' is 'a>b'), and a path counts as converting only if it reaches
+      (conversion) after at most ``M`` visits to channel states; longer paths count as not
+      converting. ``"data"`` is its default ``max_step``: 1 + the longest observed path (in
+      states, after collapsing; rows with zero journeys ignored). Its simulated removal
+      effects (the share of simulated converting paths that visit a channel) estimate
+      exactly these numbers. For order >= 2 the chains differ anyway: ChannelAttribution's
+      states are the k-channel windows starting at the first touch, ours grow from the first
+      channel to the last k.
     """
 
-    def __init__(self, order: int = 1, sep: str = ">", channels: Iterable[str] | None = None):
+    def __init__(self, order: int = 1, sep: str = ">", channels: Iterable[str] | None = None,
+                 max_steps: int | str | None = None):
         if int(order) < 1:
             raise AttributionInputError(f"order must be >= 1, got {order}")
+        if not (max_steps is None or max_steps == "data"
+                or (isinstance(max_steps, (int, np.integer)) and max_steps >= 1)):
+            raise AttributionInputError(f"max_steps must be None, 'data' or an int >= 1, got {max_steps!r}")
         self.order = int(order)
         self.sep = sep
         self.channels = None if channels is None else list(channels)
+        self.max_steps = max_steps
 
     # -- input -------------------------------------------------------------------
-    def _paths(self, data: pd.DataFrame) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]:
+    def _paths(self, data: pd.DataFrame):
+        """(sorted channel names, token codes, path lengths, conversions, nulls, value) of
+        the paths, identical paths grouped (value None: no value column)."""
         if "path" in data.columns:
             _need(data, "paths", ("path", "conversions", "nulls"))
             p = data["path"]
-            if p.isna().any():
-                raise AttributionInputError(f"paths.path: {int(p.isna().sum())} rows have no path "
-                                            "(use '' for a conversion without touches)")
-            conv = data["conversions"].to_numpy(dtype=float)
-            nul = data["nulls"].to_numpy(dtype=float)
-            if (conv < 0).any() or (nul < 0).any():
-                raise AttributionInputError("paths: conversions and nulls must be >= 0")
-            val = data["value"].to_numpy(dtype=float) if "value" in data else conv
-            arr = pa.array(p.to_numpy(dtype=object) if p.dtype == object else p)
+            arr = pa.array(p.to_numpy(dtype=object), from_pandas=True) if p.dtype == object else pa.array(p)
             if isinstance(arr, pa.ChunkedArray):
                 arr = arr.combine_chunks()
-            # group identical paths first (hashing), then work on the distinct paths only
-            codes, dictionary = _encode(arr)
-            k = len(dictionary)
-            conv_u = np.bincount(codes, conv, minlength=k)
-            nul_u = np.bincount(codes, nul, minlength=k)
-            val_u = np.bincount(codes, val, minlength=k) if "value" in data else conv_u.copy()
-            return dictionary, conv_u, nul_u, val_u
+            if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+                raise AttributionInputError(f"paths.path: strings expected, got {arr.type}")
+            if arr.null_count:
+                raise AttributionInputError(f"paths.path: {arr.null_count} rows have no path "
+                                            "(use '' for a conversion without touches)")
+            cols = ["conversions", "nulls"] + (["value"] if "value" in data else [])
+            # numeric weights stay in their own dtype until each thread casts its slice
+            weights = []
+            for c in cols:
+                w = data[c].to_numpy()
+                if w.dtype.kind not in "biuf":
+                    try:
+                        w = data[c].to_numpy(dtype=float, na_value=np.nan)
+                    except (TypeError, ValueError):
+                        raise AttributionInputError(f"paths.{c}: numbers expected, got {data[c].dtype}") from None
+                weights.append(w)
+            names, codes, lens, sums = _weighted_paths(arr, weights, cols, self.sep)
+            return names, codes, lens, sums[0], sums[1], (sums[2] if len(sums) > 2 else None)
         t_paths, notes = touches_to_paths(data, self.channels, self.sep)
         self.notes_ += notes
-        return (pa.array(t_paths["path"].to_numpy(dtype=object), pa.string()),
+        tok_names, tok_codes, lens = _tokenize(pa.array(t_paths["path"].to_numpy(dtype=object), pa.string()),
+                                               self.sep)
+        names = np.unique(tok_names)
+        return (names, np.searchsorted(names, tok_names)[tok_codes].astype(np.int64), lens,
                 t_paths["conversions"].to_numpy(float), t_paths["nulls"].to_numpy(float),
                 t_paths["value"].to_numpy(float))
 
     # -- fit -----------------------------------------------------------------------
     def fit(self, data: pd.DataFrame) -> "MarkovAttribution":
         self.notes_: list[str] = []
-        paths, conv, nul, val = self._paths(data)
+        names, ch_codes, lens, conv, nul, val = self._paths(data)
         if conv.sum() <= 0:
             raise AttributionInputError(f"paths: no conversions among {int(conv.sum() + nul.sum()):,} "
                                         "journeys: there is nothing to attribute")
-        n_w = conv + nul
-        keep = n_w > 0
-        # split the (unique) paths into channel codes
-        parts = pc.split_pattern(paths, self.sep)
-        flat = parts.flatten()
-        lens = pc.list_value_length(parts).to_numpy(zero_copy_only=False).astype(np.int64)
-        tok = pc.dictionary_encode(flat)
-        tok_names = np.asarray(tok.dictionary.to_numpy(zero_copy_only=False), dtype=object)
-        srt = np.argsort(tok_names)
-        rank = np.empty_like(srt)
-        rank[srt] = np.arange(len(srt))
-        names = tok_names[srt]
-        ch_codes = rank[tok.indices.to_numpy(zero_copy_only=False)].astype(np.int64)
         # '' (a conversion without touches) is a path of length 0
         empty_name = np.nonzero(names == "")[0]
         if len(empty_name):
@@ -540,45 +720,68 @@ class MarkovAttribution:
 
     def _solve_chain(self, ch, lens, conv, nul, val, C):
         k = self.order
-        n_paths = len(lens)
-        starts = np.r_[0, np.cumsum(lens)[:-1]]
+        n_paths, n_tok = len(lens), len(ch)
+        ends = np.cumsum(lens)
         path_of = np.repeat(np.arange(n_paths), lens)
-        pos = np.arange(len(ch)) - starts[path_of]
+        first = np.zeros(n_tok, dtype=bool)              # the first touch of its path
+        first[(ends - lens)[lens > 0]] = True
         # state of each touch = the last k channels (codes 1..C; 0 = before the start)
-        code = np.zeros(len(ch), dtype=np.int64)
         base = C + 1
-        for j in range(k):                      # k is the model order (1-4): a loop over lags only
-            lag_ok = pos >= j
-            prev = np.where(lag_ok, ch[np.maximum(np.arange(len(ch)) - j, 0)] + 1, 0)
-            code += prev * base ** j
-        st_codes, st_idx = np.unique(code, return_inverse=True)
+        if k == 1:
+            code = ch + 1
+        else:
+            pos = np.arange(n_tok) - (ends - lens)[path_of]
+            code = np.zeros(n_tok, dtype=np.int64)
+            for j in range(k):                  # k is the model order (1-4): a loop over lags only
+                prev = np.where(pos >= j, ch[np.maximum(np.arange(n_tok) - j, 0)] + 1, 0)
+                code += prev * base ** j
+        horizon = None
+        if self.max_steps is not None:
+            # ChannelAttribution's semantics: a state repeated in a row is one visit
+            rep = ~first & (code == np.r_[-1, code[:-1]])
+            if rep.any():
+                code, path_of, first = code[~rep], path_of[~rep], first[~rep]
+                lens = np.bincount(path_of, minlength=n_paths).astype(np.int64)
+                ends = np.cumsum(lens)
+            seen = lens[(conv + nul) > 0]
+            horizon = int(seen.max()) + 1 if self.max_steps == "data" else int(self.max_steps)
+        self.max_steps_ = horizon
+        if k == 1:                               # the states are the channels
+            st_codes, st_idx = np.arange(1, C + 1), code - 1
+        else:
+            st_codes, st_idx = np.unique(code, return_inverse=True)
         S = len(st_codes)          # transient channel states; index S = (start)
         START_I, N_T = S, S + 1
-        w = conv + nul
-        wt = w[path_of]
+        wt = (conv + nul)[path_of]
         # from: previous state (or start); to: this state
-        frm = np.where(pos == 0, START_I, np.r_[0, st_idx[:-1]])
+        frm = np.where(first, START_I, np.r_[0, st_idx[:-1]])
         counts = np.bincount(frm * N_T + st_idx, wt, minlength=N_T * N_T).reshape(N_T, N_T)
         # absorption: last state of each path (start for empty paths)
-        last = np.where(lens > 0, st_idx[np.maximum(starts + lens - 1, 0)] if len(ch) else START_I, START_I)
+        last = np.full(n_paths, START_I, dtype=np.int64)
+        has = lens > 0
+        last[has] = st_idx[ends[has] - 1]
         to_conv = np.bincount(last, conv, minlength=N_T)
         to_null = np.bincount(last, nul, minlength=N_T)
-        to_val = np.bincount(last, val, minlength=N_T)
         out = counts.sum(1) + to_conv + to_null
         out_safe = np.where(out > 0, out, 1.0)
         Q = counts / out_safe[:, None]
         r_conv = to_conv / out_safe
-        r_val = to_val / out_safe
-        x = absorption_probability(Q, r_conv)
-        xv = absorption_probability(Q, r_val)
-        p0, v0 = x[START_I], xv[START_I]
-        # channels present in each state
+        # channels present in each state; column 0 keeps every state, column 1 + c removes c
         digits = (st_codes[:, None] // base ** np.arange(k)[None, :]) % base      # S x k, 0 = none
-        re, rv = np.zeros(C), np.zeros(C)
-        for c in range(C):                       # one linear solve per channel
-            keep_s = np.r_[~(digits == c + 1).any(1), True]
-            re[c] = 1.0 - absorption_probability(Q, r_conv, keep_s)[START_I] / p0
-            rv[c] = 1.0 - (absorption_probability(Q, r_val, keep_s)[START_I] / v0 if v0 > 0 else 1.0)
+        keep = np.ones((N_T, C + 1), dtype=bool)
+        keep[:S, 1:] = ~(digits[:, :, None] == np.arange(1, C + 1)[None, None, :]).any(1)
+        x = _absorb_each(Q, r_conv, keep, horizon)[START_I]
+        p0 = x[0]
+        if not p0 > 0:
+            raise AttributionInputError(f"paths: no conversion is reached within max_steps={horizon} channel "
+                                        "visits: raise max_steps")
+        re = 1.0 - x[1:] / p0
+        if val is None:                          # no value column: the value is the conversion
+            val, v0, rv = conv, p0, re.copy()
+        else:
+            xv = _absorb_each(Q, np.bincount(last, val, minlength=N_T) / out_safe, keep, horizon)[START_I]
+            v0 = xv[0]
+            rv = 1.0 - xv[1:] / v0 if v0 > 0 else np.ones(C)
         names = self.channels_
         self.conversion_probability_ = float(p0)
         self.expected_value_ = float(v0)
@@ -588,21 +791,34 @@ class MarkovAttribution:
         tot_c, tot_v = float(conv.sum()), float(val.sum())
         share = re / re.sum() if re.sum() > 0 else np.full(C, np.nan)
         vshare = rv / rv.sum() if rv.sum() > 0 else np.full(C, np.nan)
-        self.attribution_ = pd.DataFrame({"channel": names, "removal_effect": re, "share": share,
-                                          "conversions": share * tot_c, "revenue": vshare * tot_v}
-                                         ).sort_values("share", ascending=False).reset_index(drop=True)
-        # tidy transition matrix (probabilities), labelled
-        lab = [",".join(names[d - 1] for d in row[::-1] if d > 0) for row in digits]
-        labels = np.array(lab + [START] + [CONV, NULL], dtype=object)
-        full = np.zeros((N_T, N_T + 2))
-        full[:, :N_T] = Q
-        full[:, N_T] = r_conv
-        full[:, N_T + 1] = to_null / out_safe
-        i, j = np.nonzero(full)
-        self.transition_matrix_ = pd.DataFrame({"from": labels[i], "to": labels[j],
-                                                "probability": full[i, j]})
+        o = np.argsort(-share, kind="stable")          # largest share first (NaN last)
+        self.attribution_ = pd.DataFrame({"channel": np.asarray(names, dtype=object)[o], "removal_effect": re[o],
+                                          "share": share[o], "conversions": share[o] * tot_c,
+                                          "revenue": vshare[o] * tot_v})
+        self._tm_parts = (digits, Q, r_conv, to_null / out_safe)
+        self._tm = None
         self._Q, self._r = Q, r_conv
         return self
+
+
+    @property
+    def transition_matrix_(self) -> pd.DataFrame:
+        """Tidy transition probabilities (from, to, probability), built on first access."""
+        if getattr(self, "_tm", None) is None:
+            if not hasattr(self, "_tm_parts"):
+                raise AttributeError("transition_matrix_: call fit first")
+            digits, Q, r_conv, r_null = self._tm_parts
+            names = self.channels_
+            n_t = Q.shape[0]
+            lab = [",".join(names[d - 1] for d in row[::-1] if d > 0) for row in digits]
+            labels = np.array(lab + [START] + [CONV, NULL], dtype=object)
+            full = np.zeros((n_t, n_t + 2))
+            full[:, :n_t] = Q
+            full[:, n_t] = r_conv
+            full[:, n_t + 1] = r_null
+            i, j = np.nonzero(full)
+            self._tm = pd.DataFrame({"from": labels[i], "to": labels[j], "probability": full[i, j]})
+        return self._tm
 
 
 # ============================================================================ Shapley

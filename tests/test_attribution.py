@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
+import signal
 
 import numpy as np
 import pandas as pd
@@ -38,6 +40,10 @@ def test_markov_hand_computed_chain():
     assert m.removal_effects_["b"] == pytest.approx(1.0, abs=1e-12)
     att = m.attribution_.set_index("channel")
     assert att.loc["a", "conversions"] == pytest.approx(1 / 3) and att.loc["b", "conversions"] == pytest.approx(2 / 3)
+    tm = m.transition_matrix_.set_index(["from", "to"])["probability"]
+    assert tm[("(start)", "a")] == pytest.approx(2 / 3) and tm[("a", "b")] == pytest.approx(0.5)
+    assert tm[("b", "(conversion)")] == pytest.approx(0.5)
+    assert tm.groupby(level="from").sum().to_numpy() == pytest.approx(1.0)
 
 
 def _random_paths(rng, n_paths=400, channels="abcd", max_len=5):
@@ -106,6 +112,97 @@ def test_markov_self_loops_do_not_change_removal_effects():
     ra = at.MarkovAttribution().fit(a).removal_effects_
     rb = at.MarkovAttribution().fit(b).removal_effects_
     pd.testing.assert_series_equal(ra, rb, atol=1e-12)
+
+
+def _walks_up_to(Q, r, start, M, removed=()):
+    """P(conversion within M channel visits) by enumerating every walk (independent of the
+    matrix products): depth-first over the chain, probability mass carried along."""
+    total = 0.0
+    stack = [(start, 1.0, 0)]
+    while stack:
+        s, p, visits = stack.pop()
+        total += p * r[s]
+        if visits == M:
+            continue
+        for t in np.nonzero(Q[s])[0]:
+            if t not in removed:
+                stack.append((t, p * Q[s, t], visits + 1))
+    return total
+
+
+def test_markov_max_steps_is_the_truncated_chain():
+    # ChannelAttribution's semantics: repeats collapsed, walks longer than M visits do not convert
+    rng = np.random.default_rng(3)
+    paths = _random_paths(rng, n_paths=200, channels="abc", max_len=4)
+    for M in (1, 3, 5):
+        m = at.MarkovAttribution(max_steps=M).fit(paths)
+        assert m.max_steps_ == M
+        assert (np.diag(m._Q)[:-1] == 0).all()            # no self-transitions left
+        start = len(m.channels_)
+        p = _walks_up_to(m._Q, m._r, start, M)
+        assert m.conversion_probability_ == pytest.approx(p, abs=1e-12)
+        for i, c in enumerate(m.channels_):
+            q = _walks_up_to(m._Q, m._r, start, M, removed=(i,))
+            assert m.removal_effects_[c] == pytest.approx(1 - q / p, abs=1e-12), (M, c)
+    # a long horizon is the unbounded chain; "data" = 1 + the longest path after collapsing
+    long = at.MarkovAttribution(max_steps=400).fit(paths).removal_effects_
+    pd.testing.assert_series_equal(long, at.MarkovAttribution().fit(paths).removal_effects_, atol=1e-9)
+    d = pd.DataFrame({"path": ["a>a>b", "b>c", "c"], "conversions": [1, 1, 0], "nulls": [0, 1, 1]})
+    assert at.MarkovAttribution(max_steps="data").fit(d).max_steps_ == 3
+    # repeats do not count as visits: 'a>a>b' is 'a>b'
+    e = d.assign(path=["a>b", "b>c", "c"])
+    pd.testing.assert_series_equal(at.MarkovAttribution(max_steps=2).fit(d).removal_effects_,
+                                   at.MarkovAttribution(max_steps=2).fit(e).removal_effects_, atol=1e-12)
+    with pytest.raises(at.AttributionInputError, match="max_steps"):
+        at.MarkovAttribution(max_steps=0)
+    with pytest.raises(at.AttributionInputError, match="within max_steps=1"):   # a>b needs 2 visits
+        at.MarkovAttribution(max_steps=1).fit(pd.DataFrame({"path": ["a>b"], "conversions": [1], "nulls": [0]}))
+
+
+def test_markov_threaded_grouping_matches_one_pass(monkeypatch):
+    rng = np.random.default_rng(4)
+    paths = _random_paths(rng, n_paths=500).assign(value=lambda d: d["conversions"] * 10.0)
+    paths.loc[3, "path"] = ""                                   # a conversion without touches
+    paths.loc[3, "conversions"] = 2
+    one = at.MarkovAttribution().fit(paths)
+    monkeypatch.setattr(at, "_ROWS_PER_THREAD", 50)
+    monkeypatch.setattr(at, "_threads", lambda: 3)
+    three = at.MarkovAttribution().fit(paths)
+    pd.testing.assert_frame_equal(one.attribution_, three.attribution_, atol=1e-12)
+    pd.testing.assert_series_equal(one.value_removal_effects_, three.value_removal_effects_, atol=1e-12)
+    # integer counts are summed packed two-in-one; float counts one by one: same numbers
+    flt = at.MarkovAttribution().fit(paths.astype({"conversions": float, "nulls": float}))
+    pd.testing.assert_frame_equal(one.attribution_, flt.attribution_, atol=1e-12)
+    big = paths.assign(conversions=paths["conversions"] * 10**9, nulls=paths["nulls"] * 10**9)
+    pd.testing.assert_frame_equal(one.attribution_.drop(columns=["conversions"]),
+                                  at.MarkovAttribution().fit(big).attribution_.drop(columns=["conversions"]),
+                                  atol=1e-12)
+    bad = paths.assign(nulls=paths["nulls"].astype(float))
+    bad.loc[400, "nulls"] = np.nan
+    with pytest.raises(at.AttributionInputError, match="nulls"):
+        at.MarkovAttribution().fit(bad)
+    with pytest.raises(at.AttributionInputError, match="conversions"):
+        at.MarkovAttribution().fit(paths.assign(conversions=-paths["conversions"]))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_markov_threaded_grouping_works_in_a_forked_child(monkeypatch):
+    # the kept thread pool must not be reused by a forked child, which has none of its threads
+    monkeypatch.setattr(at, "_ROWS_PER_THREAD", 50)
+    monkeypatch.setattr(at, "_threads", lambda: 2)
+    paths = _random_paths(np.random.default_rng(5), n_paths=300)
+    want = at.MarkovAttribution().fit(paths).removal_effects_.to_numpy()     # pool made here
+    pid = os.fork()
+    if pid == 0:                                                 # child: exit 0 only if it matches
+        code = 1
+        try:
+            signal.alarm(30)                                     # a deadlock ends as a failure
+            got = at.MarkovAttribution().fit(paths).removal_effects_.to_numpy()
+            code = 0 if np.allclose(got, want, atol=1e-12) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
 
 
 # ----------------------------------------------------------------------------- Shapley
