@@ -158,14 +158,22 @@ def _encode(ids: pd.Series, keep: np.ndarray | None = None) -> tuple[np.ndarray,
 
 
 _POOL = None
+_POOL_PID = None
 
 
 def _pool():
-    """Worker threads for numpy / Arrow work that releases the GIL, next to the main thread."""
-    global _POOL
-    if _POOL is None:
+    """Worker threads for numpy / Arrow work that releases the GIL, next to the main thread.
+
+    Made again in a forked child: the parent's worker threads do not exist there, and a
+    job submitted to the inherited pool would wait forever.
+    """
+    import os
+
+    global _POOL, _POOL_PID
+    if _POOL is None or _POOL_PID != os.getpid():
         from concurrent.futures import ThreadPoolExecutor
         _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="omni-clv")
+        _POOL_PID = os.getpid()
     return _POOL
 
 

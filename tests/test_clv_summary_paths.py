@@ -114,3 +114,19 @@ def test_missing_ids_and_timestamps_are_counted(log):
     bad.loc[[2, 4], "order_ts"] = pd.NaT
     with pytest.raises(clv.CLVInputError, match="2 transactions have no timestamp"):
         clv.rfm_summary(bad, monetary_col="net_amount")
+
+
+def test_summary_in_a_forked_child_does_not_hang(log):
+    """The worker threads are made again after a fork (the parent's do not exist there)."""
+    import multiprocessing as mp
+
+    tx = log.assign(customer_id=("C" + pd.Series(log["cid"].to_numpy()).map("{:07d}".format)).to_numpy())
+    parent = clv.rfm_summary(tx, monetary_col="net_amount")       # the pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply_async(_summary_rows, (tx,)).get(timeout=60)
+    assert child == len(parent)
+
+
+def _summary_rows(tx):
+    return len(clv.rfm_summary(tx, monetary_col="net_amount"))
