@@ -160,7 +160,9 @@ def main() -> None:
     ours = mk.attribution_.set_index("channel")["share"]
 
     def diff(a, b):
-        return 100 * float((share(a) - b).abs().max())
+        if set(a.index) != set(b.index):      # a channel missing on one side would hide as NaN
+            raise SystemExit(f"channel sets differ: {sorted(set(a.index) ^ set(b.index))}")
+        return 100 * float((share(a) - b.loc[a.index]).abs().max())
 
     t_best_name = min(("ca_raw", "ca_grp", "ca_grp2"), key=t_.get)
     t_best = t_[t_best_name]

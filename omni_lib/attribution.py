@@ -635,8 +635,9 @@ class MarkovAttribution:
                  max_steps: int | str | None = None):
         if int(order) < 1:
             raise AttributionInputError(f"order must be >= 1, got {order}")
-        if not (max_steps is None or max_steps == "data"
-                or (isinstance(max_steps, (int, np.integer)) and max_steps >= 1)):
+        if not (max_steps is None or (isinstance(max_steps, str) and max_steps == "data")
+                or (isinstance(max_steps, (int, np.integer)) and not isinstance(max_steps, bool)
+                    and max_steps >= 1)):
             raise AttributionInputError(f"max_steps must be None, 'data' or an int >= 1, got {max_steps!r}")
         self.order = int(order)
         self.sep = sep
@@ -649,10 +650,17 @@ class MarkovAttribution:
         the paths, identical paths grouped (value None: no value column)."""
         if "path" in data.columns:
             _need(data, "paths", ("path", "conversions", "nulls"))
+            if len(data) == 0:
+                raise AttributionInputError("paths: no conversions among 0 journeys: there is nothing to attribute")
             p = data["path"]
-            arr = pa.array(p.to_numpy(dtype=object), from_pandas=True) if p.dtype == object else pa.array(p)
+            try:
+                arr = pa.array(p.to_numpy(dtype=object), from_pandas=True) if p.dtype == object else pa.array(p)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise AttributionInputError(f"paths.path: strings expected ({exc})") from None
             if isinstance(arr, pa.ChunkedArray):
                 arr = arr.combine_chunks()
+            if pa.types.is_dictionary(arr.type):      # a categorical column
+                arr = arr.dictionary_decode()
             if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
                 raise AttributionInputError(f"paths.path: strings expected, got {arr.type}")
             if arr.null_count:
@@ -706,6 +714,9 @@ class MarkovAttribution:
             names = np.delete(names, e)
             ch_codes = np.where(ch_codes > e, ch_codes - 1, ch_codes)
         names = [str(x) for x in names]
+        if not names:
+            raise AttributionInputError("paths: no channel at all (every path is '', conversions without "
+                                        "touches): there is nothing to attribute")
         if self.channels is not None:
             unknown = sorted(set(names) - set(self.channels))
             if unknown:

@@ -403,3 +403,20 @@ def test_markov_recovers_planted_conversion_paths(sample_touches, truth):
             assert abs(share[c] - through[c] / tot) <= TOL, (order, c, share[c], through[c] / tot)
     # and it is NOT the counterfactual (noisy-OR) removal effect: social_ad is over-credited
     assert share["social_ad"] - truth["removal_effect_share"]["social_ad"] > 0.04
+
+
+def test_markov_path_column_edge_inputs():
+    """Categorical paths work; empty, all-empty, mixed-type paths and bool max_steps are clear errors."""
+    MarkovAttribution, AttributionInputError = at.MarkovAttribution, at.AttributionInputError
+    paths = pd.DataFrame({"path": ["a>b", "b", "a>c", "c>b"], "conversions": [3, 1, 2, 0], "nulls": [1, 4, 2, 5]})
+    plain = MarkovAttribution().fit(paths).attribution_.set_index("channel")["share"]
+    cat = MarkovAttribution().fit(paths.assign(path=paths["path"].astype("category")))
+    pd.testing.assert_series_equal(cat.attribution_.set_index("channel")["share"], plain)
+    with pytest.raises(AttributionInputError, match="0 journeys"):
+        MarkovAttribution().fit(paths.iloc[:0])
+    with pytest.raises(AttributionInputError, match="no channel at all"):
+        MarkovAttribution().fit(paths.assign(path=""))
+    with pytest.raises(AttributionInputError, match="strings expected"):
+        MarkovAttribution().fit(paths.assign(path=pd.Series(["a>b", 3, "c", "b"], dtype=object)))
+    with pytest.raises(AttributionInputError, match="max_steps"):
+        MarkovAttribution(max_steps=True)
