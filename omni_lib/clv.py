@@ -29,7 +29,15 @@ class CLVInputError(ValueError):
 # --------------------------------------------------------------------------- summaries
 def _naive(ts: pd.Series) -> pd.Series:
     """Local wall-clock time without zone: periods are counted in the data's own timezone."""
-    ts = pd.to_datetime(ts)
+    try:
+        ts = pd.to_datetime(ts)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raw = pd.Series(ts)
+        bad = pd.to_datetime(raw, errors="coerce").isna() & raw.notna()
+        if not bad.any():   # e.g. mixed UTC offsets: no single bad value to show
+            raise CLVInputError(f"transaction timestamps cannot be read as one time axis: {exc}") from None
+        raise CLVInputError(f"{int(bad.sum())} transactions have a timestamp that is not a date/time "
+                            f"(e.g. {raw[bad].iloc[0]!r})") from None
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_localize(None)
     return ts
@@ -138,7 +146,10 @@ def _encode(ids: pd.Series, keep: np.ndarray | None = None) -> tuple[np.ndarray,
             codes = (np.cumsum(used) - 1)[codes]
             cats = cats[used]
         return codes.astype(np.int32), pd.Index(cats)
-    arr = pa.array(ids, from_pandas=True)
+    try:
+        arr = pa.array(ids, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise CLVInputError(f"customer ids must be all text or all numbers ({exc})") from None
     if keep is not None:
         arr = arr.filter(pa.array(keep))
     if arr.null_count:

@@ -130,3 +130,26 @@ def test_summary_in_a_forked_child_does_not_hang(log):
 
 def _summary_rows(tx):
     return len(clv.rfm_summary(tx, monetary_col="net_amount"))
+
+
+def test_bad_ids_and_timestamps_are_clear_errors(log):
+    tx = log.assign(customer_id=pd.Series(["C1", 2] * (len(log) // 2) + ["C3"] * (len(log) % 2), dtype=object))
+    with pytest.raises(clv.CLVInputError, match="all text or all numbers"):
+        clv.rfm_summary(tx)
+    bad = log.assign(customer_id="C1", order_ts=log["order_ts"].astype(str))
+    bad.loc[[3, 8], "order_ts"] = "yesterday"
+    with pytest.raises(clv.CLVInputError, match="2 transactions have a timestamp that is not a date/time"):
+        clv.rfm_summary(bad)
+
+
+def test_64_bit_keys_when_customers_times_periods_exceed_32_bits():
+    """300,000 customers over 80,000 days: the (customer, period) key needs 64 bits."""
+    rng = np.random.default_rng(5)
+    n = 300_000
+    cust = np.r_[np.arange(n), rng.integers(0, n, 50_000)]
+    day = np.r_[rng.integers(0, 80_000, n), rng.integers(0, 80_000, 50_000)]
+    day[0], day[1] = 0, 79_999
+    tx = pd.DataFrame({"customer_id": cust, "order_ts": pd.Timestamp("1850-01-01") + pd.to_timedelta(day, "D"),
+                       "net_amount": rng.gamma(2.0, 10.0, len(cust))})
+    assert n << (79_999).bit_length() >= 2**32
+    _check(tx)
