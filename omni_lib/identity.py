@@ -340,9 +340,10 @@ _FIELD_SETS = (
 _PHONE_OTHER_M_FLOOR = 0.02
 #: days between the creation of two records (created_at), closest level first
 _CREATED_DAYS = (7, 60, 365)
+_MAX_SOURCE_PAIR_LEVELS = 8
 
 
-def _splink_settings(tf_weight_name_only: float, with_created: bool = True):
+def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sources=()):
     """Splink comparisons. Why each level is there:
 
     * e-mail: an address with a number of its own (``adi.setiawan5698@``) names one
@@ -416,9 +417,17 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True):
     city = cl.CustomComparison(output_column_name="city", comparison_levels=[
         cll.NullLevel("city"), cll.ExactMatchLevel("city", term_frequency_adjustments=True),
         cll.ElseLevel().configure(m_probability=0.05, fix_m_probability=True)])
+    pair_levels = []
+    srcs = sorted(set(sources))
+    if len(srcs) <= _MAX_SOURCE_PAIR_LEVELS:
+        for i, a in enumerate(srcs):
+            for b in srcs[i + 1:]:
+                pair_levels.append(cll.CustomLevel(
+                    f"least(source_l, source_r) = {_q(a)} AND greatest(source_l, source_r) = {_q(b)}",
+                    label_for_charts=f"sources {a} and {b}"))
     source = cl.CustomComparison(output_column_name="source", comparison_levels=[
         cll.ExactMatchLevel("source").configure(m_probability=0.01, fix_m_probability=True),
-        cll.ElseLevel()])
+        *pair_levels, cll.ElseLevel()])
     comparisons = [email, phone, loyalty, name, city, source]
     if with_created:
         comparisons.append(cl.CustomComparison(output_column_name="created", comparison_levels=[
@@ -729,7 +738,7 @@ class IdentityResolver:
             _quiet(con)
             db = DuckDBAPI(con)
             linker = Linker(db.register(keyed, table_name="identity_records"),
-                            _splink_settings(self.tf_weight_name_only, with_created), log_level=logging.ERROR)
+                            _splink_settings(self.tf_weight_name_only, with_created, keyed['source'].dropna().unique()), log_level=logging.ERROR)
             quiet = logging.getLogger("splink")
             old = quiet.level
             quiet.setLevel(logging.ERROR)
