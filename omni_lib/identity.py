@@ -17,9 +17,10 @@ This module links them into one unified customer per person:
    ``u`` probabilities from random pairs (less the matching pairs that random
    sampling also draws; for identical keys counted among records of one source,
    which are never one person), the ``m`` probabilities by expectation-maximisation;
-   term-frequency adjustments for e-mail, name and city. Comparisons: e-mail (also
-   the same user name with another number), phone, loyalty card, name, city, source and when each record was
-   created. A record is compared with what its deterministic group knows: a field it
+   term-frequency adjustments for e-mail, name and city (frequencies counted on the
+   records as they are). Comparisons: e-mail (also the same user name with another
+   number), phone, loyalty card, name, city, the pair of sources and when each record
+   was created. A record is compared with what its deterministic group knows: a field it
    lacks (a store card without a city, a WhatsApp number without a name) is taken
    from the other records that share its phone or card.
 4. **Connected components** over deterministic and probabilistic links: one
@@ -340,6 +341,7 @@ _FIELD_SETS = (
 _PHONE_OTHER_M_FLOOR = 0.02
 #: days between the creation of two records (created_at), closest level first
 _CREATED_DAYS = (7, 60, 365)
+#: up to this many sources, each pair of them is a level of the source comparison
 _MAX_SOURCE_PAIR_LEVELS = 8
 
 
@@ -367,7 +369,11 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
       move, real ones do, so a different city must not be close to proof of a
       non-match (``m`` = 5%); two cards per person happen (2%).
     * source: two records from the same channel system are rarely one person
-      (``m`` = 1%, fixed), but it is evidence, not a rule.
+      (``m`` = 1%, fixed), but it is evidence, not a rule. Each pair of different
+      sources is a level of its own (up to ``_MAX_SOURCE_PAIR_LEVELS`` sources; beyond
+      that one "different sources" level), ``m`` learned: which channels one person's
+      records tend to come from (an app and a WhatsApp number often; a marketplace
+      buyer and a store card seldom, on the sample retailer).
     * created: records one person opens in different channels tend to be opened in
       the same period (within a week, two months, a year); learned, so weak when they
       are not. Left out when the table has no ``created_at``.
