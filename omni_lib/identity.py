@@ -17,10 +17,10 @@ This module links them into one unified customer per person:
    ``u`` probabilities from random pairs (less the matching pairs that random
    sampling also draws; for identical keys counted among records of one source,
    which are never one person), the ``m`` probabilities by expectation-maximisation;
-   term-frequency adjustments for e-mail, name and city. Comparisons: e-mail (also
-   the same user name with another number), phone (also another number on the same
-   operator prefix), loyalty card, name, city, source and when each record was
-   created. A record is compared with what its deterministic group knows: a field it
+   term-frequency adjustments for e-mail, name and city (frequencies counted on the
+   records as they are). Comparisons: e-mail (also the same user name with another
+   number), phone, loyalty card, name, city, the pair of sources and when each record
+   was created. A record is compared with what its deterministic group knows: a field it
    lacks (a store card without a city, a WhatsApp number without a name) is taken
    from the other records that share its phone or card.
 4. **Connected components** over deterministic and probabilistic links: one
@@ -262,9 +262,7 @@ def prepare(identities: pd.DataFrame) -> Prepared:
              # and 'adi.setiawan5715' -> 'adi.setiawan' (one person's second address), while
              # 'adisetiawan12' -> 'adisetiawan' (another way of writing, often another person)
              "nullif(regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[0-9]', '', 'g'), '') AS email_shape, "
-             # country code and the first three digits of the national number: the mobile
-             # operator's prefix ('+62812'); a second number on the same network is some evidence
-             "phone, substr(phone, 1, 6) AS phone_prefix, loyalty, name, split_part(name, ' ', 1) AS first_name, "
+             "phone, loyalty, name, split_part(name, ' ', 1) AS first_name, "
              "CASE WHEN contains(name, ' ') THEN regexp_extract(name, ' ([^ ]+)$', 1) END AS last_name, "
              "city, bad_email, bad_phone")
     import duckdb
@@ -334,18 +332,20 @@ _SAME_NAME_IN_USER = ("email_stem_l = email_stem_r AND name_l = name_r "
 #: the fields a record takes from its deterministic group when it lacks them (see _enrich)
 _FIELD_SETS = (
     ("email", "email_user", "email_shape", "email_stem", "email_digits", "email_domain", "email_personal"),
-    ("phone", "phone_prefix"),
+    ("phone",),
     ("name", "first_name", "last_name"),
     ("city",),
 )
-#: lowest m of "another phone number, another operator": EM on this kind of data can
-#: find none at all, which would make one such pair a veto
+#: lowest m of "another phone number": EM on a table where few people have a second
+#: number can find almost none, which would make one such pair a veto
 _PHONE_OTHER_M_FLOOR = 0.02
 #: days between the creation of two records (created_at), closest level first
 _CREATED_DAYS = (7, 60, 365)
+#: up to this many sources, each pair of them is a level of the source comparison
+_MAX_SOURCE_PAIR_LEVELS = 8
 
 
-def _splink_settings(tf_weight_name_only: float, with_created: bool = True):
+def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sources=()):
     """Splink comparisons. Why each level is there:
 
     * e-mail: an address with a number of its own (``adi.setiawan5698@``) names one
@@ -355,10 +355,9 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True):
       another domain; the same user name with another number (a person's second
       address, or a namesake who writes addresses the same way: weaker, and adjusted
       for how common that user name is).
-    * phone: the same number; another number with the same operator prefix (people
-      who keep a second number often keep the network; learned, so data where they do
-      not gives it no weight); any other number counts against, with ``m`` learned but
-      not below 2% (people do change networks).
+    * phone: the same number; another number counts against, with ``m`` learned but
+      not below 2% (people keep a second number, often a SIM of another operator, so
+      the operator prefix is no evidence either way and is not compared).
     * name: when both records carry the same name-only address the name adds nothing
       the address did not already say (the address *is* the name), so that case
       counts as neutral instead of being counted twice; the same holds whenever both
@@ -370,7 +369,11 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True):
       move, real ones do, so a different city must not be close to proof of a
       non-match (``m`` = 5%); two cards per person happen (2%).
     * source: two records from the same channel system are rarely one person
-      (``m`` = 1%, fixed), but it is evidence, not a rule.
+      (``m`` = 1%, fixed), but it is evidence, not a rule. Each pair of different
+      sources is a level of its own (up to ``_MAX_SOURCE_PAIR_LEVELS`` sources; beyond
+      that one "different sources" level), ``m`` learned: which channels one person's
+      records tend to come from (an app and a WhatsApp number often; a marketplace
+      buyer and a store card seldom, on the sample retailer).
     * created: records one person opens in different channels tend to be opened in
       the same period (within a week, two months, a year); learned, so weak when they
       are not. Left out when the table has no ``created_at``.
@@ -399,9 +402,7 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True):
         cll.ElseLevel(),
     ])
     phone = cl.CustomComparison(output_column_name="phone", comparison_levels=[
-        cll.NullLevel("phone"), cll.ExactMatchLevel("phone"),
-        cll.CustomLevel("phone_prefix_l = phone_prefix_r", label_for_charts="another number, same operator prefix"),
-        cll.ElseLevel()])
+        cll.NullLevel("phone"), cll.ExactMatchLevel("phone"), cll.ElseLevel()])
     loyalty = cl.CustomComparison(output_column_name="loyalty", comparison_levels=[
         cll.NullLevel("loyalty"), cll.ExactMatchLevel("loyalty"),
         cll.ElseLevel().configure(m_probability=0.02, fix_m_probability=True)])
@@ -422,9 +423,17 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True):
     city = cl.CustomComparison(output_column_name="city", comparison_levels=[
         cll.NullLevel("city"), cll.ExactMatchLevel("city", term_frequency_adjustments=True),
         cll.ElseLevel().configure(m_probability=0.05, fix_m_probability=True)])
+    pair_levels = []
+    srcs = sorted(set(sources))
+    if len(srcs) <= _MAX_SOURCE_PAIR_LEVELS:
+        for i, a in enumerate(srcs):
+            for b in srcs[i + 1:]:
+                pair_levels.append(cll.CustomLevel(
+                    f"least(source_l, source_r) = {_q(a)} AND greatest(source_l, source_r) = {_q(b)}",
+                    label_for_charts=f"sources {a} and {b}"))
     source = cl.CustomComparison(output_column_name="source", comparison_levels=[
         cll.ExactMatchLevel("source").configure(m_probability=0.01, fix_m_probability=True),
-        cll.ElseLevel()])
+        *pair_levels, cll.ElseLevel()])
     comparisons = [email, phone, loyalty, name, city, source]
     if with_created:
         comparisons.append(cl.CustomComparison(output_column_name="created", comparison_levels=[
@@ -457,7 +466,7 @@ def _enrich(df: pd.DataFrame, lab: np.ndarray) -> pd.DataFrame:
     card without a city is compared with the rest of the data as if it carried the city
     of the WhatsApp number it shares its phone with: the evidence of the whole group,
     not of each record alone. Only missing values are filled, each field set
-    (``_FIELD_SETS``: e-mail and its parts, phone and its prefix, name and its parts,
+    (``_FIELD_SETS``: e-mail and its parts, phone, name and its parts,
     city) from one record (the group's first that has it), so the parts stay consistent.
     """
     out = df.copy()
@@ -503,7 +512,7 @@ def _same_source_u(df: pd.DataFrame) -> dict:
 
     out = {}
     personal = df["email_personal"].to_numpy(dtype=bool)
-    e_all, u_all = pairs_with("email"), pairs_with("email_user")
+    e_all = pairs_with("email")
     if e_all:
         for lbl, cond in (("same address with a personal number", personal),
                           ("same name-only address", ~personal)):
@@ -517,6 +526,13 @@ def _same_source_u(df: pd.DataFrame) -> dict:
         if d:
             out[(col, lbl)] = (pairs_sharing([col], df[col].notna().to_numpy()) + 0.5) / d
     return out
+
+
+def _tf_columns(model: Mapping) -> list[str]:
+    """The columns the model's levels adjust for term frequency."""
+    cols = {lvl["tf_adjustment_column"] for c in model.get("comparisons", []) for lvl in c["comparison_levels"]
+            if lvl.get("tf_adjustment_column")}
+    return sorted(cols)
 
 
 def _adjust_model(model: dict, max_pairs: float, exact_u: dict | None = None) -> dict:
@@ -703,7 +719,7 @@ class IdentityResolver:
         from splink import DuckDBAPI, Linker, block_on
 
         cols = ["row", "source", "email", "email_user", "email_shape", "email_stem", "email_digits", "email_domain",
-                "phone", "phone_prefix", "loyalty", "name", "first_name", "last_name", "city"]
+                "phone", "loyalty", "name", "first_name", "last_name", "city"]
         df = rec[cols].rename(columns={"row": "unique_id"})
         df["email_personal"] = df["email_digits"].str.len().gt(0).fillna(False).astype(bool)
         with_created = "created_at" in rec
@@ -728,7 +744,7 @@ class IdentityResolver:
             _quiet(con)
             db = DuckDBAPI(con)
             linker = Linker(db.register(keyed, table_name="identity_records"),
-                            _splink_settings(self.tf_weight_name_only, with_created), log_level=logging.ERROR)
+                            _splink_settings(self.tf_weight_name_only, with_created, keyed['source'].dropna().unique()), log_level=logging.ERROR)
             quiet = logging.getLogger("splink")
             old = quiet.level
             quiet.setLevel(logging.ERROR)
@@ -752,12 +768,21 @@ class IdentityResolver:
                         log.info("EM on %s skipped: %s", br, e)
                 steps["train_m"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                # the trained model, corrected (_adjust_model), scores the completed records
-                # (rows sharing a record id are one record: counted once)
-                exact_u = _same_source_u(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]])
+                # the trained model, corrected (_adjust_model), scores the completed records.
+                # The u of the exact-key levels is counted within sources only where each
+                # source holds one record per person; otherwise a within-source pair that
+                # shares a key may be one person's two accounts, and the sampled u (less its
+                # matches) is used. Rows sharing a record id are one record: counted once.
+                exact_u = (_same_source_u(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]])
+                           if self.one_record_per_source else None)
                 model = _adjust_model(linker.misc.save_model_to_json(), self.u_max_pairs, exact_u)
+                # term frequencies from the records as they are: a value copied into the
+                # other records of a group (_enrich) would count once per copy
+                tf = {c: linker.table_management.compute_tf_table(c) for c in _tf_columns(model)}
                 linker = Linker(db.register(_enrich(df, det_lab)[in_model], table_name="identity_records_completed"),
                                 model, log_level=logging.ERROR)
+                for c, tf_df in tf.items():
+                    linker.table_management.register_term_frequency_lookup(tf_df, c)
                 pred = linker.inference.predict(threshold_match_probability=self.predict_floor,
                                                 warning_mode="never")
                 keep = ["unique_id_l", "unique_id_r", "match_probability", "match_weight"]

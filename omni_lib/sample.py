@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"   # 1.1: a second SIM's operator drawn independently
 
 DEFAULTS = {
     "out_dir": "data/sample",
@@ -270,6 +270,8 @@ EMAIL_DOMAINS = (("gmail.com", 0.62), ("yahoo.com", 0.10), ("yahoo.co.id", 0.08)
 PHONE_PREFIX = ("811", "812", "813", "821", "822", "823", "852", "853", "814", "815", "816",
                 "855", "856", "857", "858", "817", "818", "819", "859", "877", "878", "895",
                 "896", "897", "898", "899", "881", "882", "883", "888")
+#: spawn key of the stream that draws the operator of a second SIM (see _identity_table)
+_ALT_SIM_STREAM = 7301
 PHONE_FORMATS = (0.38, 0.08, 0.16, 0.12, 0.10, 0.08, 0.08)   # see _phone_format
 SOURCE_MISSING = {   # per record source: P(email missing), P(phone missing), P(name missing)
     "web": (0.00, 0.35, 0.03), "app": (0.04, 0.08, 0.05), "marketplace": (0.35, 0.15, 0.05),
@@ -1497,11 +1499,19 @@ def _identity_table(rng, ctx, n, r_c, r_src, created, perm, seg, city, inset, co
     email_missing = rng.random(NR) < miss[:, 0]
     # ---- phones
     alt_phone = rng.random(NR) < 0.06
+    # a person's second number is often a SIM of another operator: its prefix is drawn
+    # independently, from the same operator distribution. From a stream of its own
+    # (derived from the chunk's seed, not drawn from ``rng``), so every other value of
+    # the sample stays as it was.
+    ss = rng.bit_generator.seed_seq
+    alt_rng = np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, _ALT_SIM_STREAM)))
+    ph_pre_alt = alt_rng.integers(0, len(PHONE_PREFIX), n)
     pnum = np.where(alt_phone, ph_num_alt[rc] % (10 ** ph_len[rc]), ph_num[rc])
     pnum_s = pc.cast(pa.array(pnum), pa.string())
     pad7 = pc.utf8_lpad(pnum_s, width=7, padding="0")
     pad8 = pc.utf8_lpad(pnum_s, width=8, padding="0")
-    core = j(_take(PHONE_PREFIX, ph_pre[rc]), pc.if_else(pa.array(ph_len[rc] == 8), pad8, pad7), "")
+    pre = np.where(alt_phone, ph_pre_alt[rc], ph_pre[rc])
+    core = j(_take(PHONE_PREFIX, pre), pc.if_else(pa.array(ph_len[rc] == 8), pad8, pad7), "")
     pfmt = _cat(rng, PHONE_FORMATS, NR)
     phone = _phone_format(core, pfmt)
     phone_missing = rng.random(NR) < miss[:, 1]
