@@ -96,33 +96,37 @@ def _short_fixed_width(arr) -> tuple[np.ndarray, int] | None:
 _PARALLEL_MIN = 1_000_000   # rows; below this one thread is as fast
 
 
-def _encode_words(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and unique values of uint64 ids (Arrow's hash encoding).
+def _id_array(ids: pd.Series, keep: np.ndarray | None):
+    """The kept ids as one Arrow array, with clear errors for mixed types and missing ids."""
+    import pyarrow as pa
 
-    Large inputs are split by a multiplicative hash of the id into two disjoint halves,
-    each encoded on its own thread: in a time-ordered log every lookup in a hash table of
-    a million ids is a cache miss, and two threads with half-size tables halve the wait
-    (0.69 s -> 0.47 s on 9.4M rows here). The halves share no id, so their codes just
-    stack: no second hashing to unify them. Unique values come half by half.
-    """
+    try:
+        arr = pa.array(ids, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise CLVInputError(f"customer ids must be all text or all numbers ({exc})") from None
+    if keep is not None:
+        arr = arr.filter(pa.array(keep))
+    if arr.null_count:
+        raise CLVInputError(f"{arr.null_count} transactions have no customer id")
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _word_index(words: np.ndarray, width: int, arrow_type) -> pd.Index:
+    """The id strings back from their zero-padded 64-bit words."""
+    import pyarrow as pa
+
+    raw = np.ascontiguousarray(words.view(np.uint8).reshape(-1, 8)[:, :width])
+    strings = pa.Array.from_buffers(pa.binary(width), len(words), [None, pa.py_buffer(raw)]).cast(arrow_type)
+    return pd.Index(strings.to_pandas())
+
+
+def _encode_words(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and unique values of uint64 ids (Arrow's hash encoding)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    def encode(w):
-        enc = pc.dictionary_encode(pa.array(w, type=pa.uint64()))
-        return np.asarray(enc.indices), np.asarray(enc.dictionary)
-
-    if len(words) < _PARALLEL_MIN:
-        return encode(words)
-    # Fibonacci hashing: the top bit of id * 2^64/phi splits any id pattern evenly
-    upper = ((words * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(63)).astype(bool)
-    job = _pool().submit(lambda: encode(words[~upper]))
-    codes_a, uniq_a = encode(words[upper])
-    codes_b, uniq_b = job.result()
-    codes = np.empty(len(words), dtype=np.int32)
-    codes[upper] = codes_a
-    codes[~upper] = codes_b + np.int32(len(uniq_a))
-    return codes, np.concatenate([uniq_a, uniq_b])
+    enc = pc.dictionary_encode(pa.array(words, type=pa.uint64()))
+    return np.asarray(enc.indices), np.asarray(enc.dictionary)
 
 
 def _encode(ids: pd.Series, keep: np.ndarray | None = None) -> tuple[np.ndarray, pd.Index]:
@@ -132,7 +136,6 @@ def _encode(ids: pd.Series, keep: np.ndarray | None = None) -> tuple[np.ndarray,
     as machine words (exact, twice as fast); categorical ids reuse their codes (no hashing;
     index in category order, unused categories dropped).
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     if isinstance(ids.dtype, pd.CategoricalDtype):
@@ -146,26 +149,87 @@ def _encode(ids: pd.Series, keep: np.ndarray | None = None) -> tuple[np.ndarray,
             codes = (np.cumsum(used) - 1)[codes]
             cats = cats[used]
         return codes.astype(np.int32), pd.Index(cats)
-    try:
-        arr = pa.array(ids, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise CLVInputError(f"customer ids must be all text or all numbers ({exc})") from None
-    if keep is not None:
-        arr = arr.filter(pa.array(keep))
-    if arr.null_count:
-        raise CLVInputError(f"{arr.null_count} transactions have no customer id")
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+    arr = _id_array(ids, keep)
     fixed = _short_fixed_width(arr)
     if fixed is not None:
         words, width = fixed
         codes, uniq = _encode_words(words)
-        raw = np.ascontiguousarray(uniq.view(np.uint8).reshape(-1, 8)[:, :width])
-        strings = pa.Array.from_buffers(pa.binary(width), len(uniq), [None, pa.py_buffer(raw)]).cast(arr.type)
-        return codes, pd.Index(strings.to_pandas())
+        return codes, _word_index(uniq, width, arr.type)
     enc = pc.dictionary_encode(arr)
     # int32 codes are enough (and half the memory traffic); ids stay Arrow strings
     return np.asarray(enc.indices), pd.Index(enc.dictionary.to_pandas())
+
+
+def _per_customer(codes: np.ndarray, n: int, period: np.ndarray, money: np.ndarray | None,
+                  pmin: int, end: int, threaded: bool = True) -> tuple:
+    """(distinct periods, first period, last period, total spend, first-period spend) per code.
+
+    Set-based, no loop and no sort of the transactions themselves: one sort of integer
+    (customer, period) keys gives the distinct periods and, per customer, the first and
+    last one; spend is summed by bincount. The key puts the customer code above a
+    power-of-two period field, so splitting it back is a shift and a mask. 32-bit keys
+    when they fit: SIMD sort, half the bytes.
+    """
+    bits = max(int(end - pmin), 1).bit_length()
+    kt = np.uint32 if n << bits < 2**32 else np.uint64
+    key = codes.astype(kt)
+    key <<= kt(bits)
+    offset = np.empty(len(key), dtype=kt)
+    np.subtract(period, pmin, out=offset, casting="unsafe")   # 0 <= offset < 2**bits
+    key |= offset
+    del offset
+    if threaded:   # np.sort releases the GIL: the spend total (bincount) runs meanwhile
+        sorted_job = _pool().submit(np.sort, key)
+        total = np.bincount(codes, weights=money, minlength=n) if money is not None else None
+        skey = sorted_job.result()
+    else:
+        skey = np.sort(key)
+        total = np.bincount(codes, weights=money, minlength=n) if money is not None else None
+    new = np.empty(len(skey), dtype=bool)
+    new[0] = True
+    np.not_equal(skey[1:], skey[:-1], out=new[1:])
+    distinct = skey[new]                               # one key per (customer, period)
+    cust = distinct >> kt(bits)
+    starts = np.empty(len(distinct), dtype=bool)
+    starts[0] = True
+    np.not_equal(cust[1:], cust[:-1], out=starts[1:])
+    starts = np.flatnonzero(starts)                    # every code 0..n-1 has a key
+    n_periods = np.diff(starts, append=len(distinct))
+    first_key = distinct[starts]
+    mask = kt((1 << bits) - 1)
+    first_p = (first_key & mask).astype(np.int64) + pmin
+    last_p = (distinct[np.append(starts[1:], len(distinct)) - 1] & mask).astype(np.int64) + pmin
+    first_m = None
+    if money is not None:
+        # spend in the first period (excluded from monetary value, as in lifetimes)
+        in_first = key == first_key[codes]
+        first_m = np.bincount(codes[in_first], weights=money[in_first], minlength=n)
+    return n_periods, first_p, last_p, total, first_m
+
+
+def _per_customer_split(words: np.ndarray, period: np.ndarray, money: np.ndarray | None,
+                        pmin: int, end: int) -> tuple[np.ndarray, tuple]:
+    """:func:`_per_customer` for 64-bit ids, in two halves of the customers on two threads.
+
+    The rows are split by a multiplicative (Fibonacci) hash of the id, so the halves share
+    no customer and everything per customer runs on each half alone: hashing, sorting and
+    summing. In a time-ordered log every lookup in a table of a million customers is a
+    cache miss; two threads with half-size tables keep twice as many in flight (the
+    summary of 9.6M rows: 0.58 -> 0.53 s in time order, 0.41 -> 0.36 s in customer order).
+    Returns the unique words (half by half) and the per-customer arrays.
+    """
+    upper = ((words * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(63)).astype(bool)
+
+    def half(rows):
+        codes, uniq = _encode_words(words[rows])
+        return uniq, _per_customer(codes, len(uniq), period[rows], None if money is None else money[rows],
+                                   pmin, end, threaded=False)
+
+    job = _pool().submit(half, ~upper)
+    uniq_a, res_a = half(upper)
+    uniq_b, res_b = job.result()
+    res = tuple(None if a is None else np.concatenate([a, b]) for a, b in zip(res_a, res_b))
+    return np.concatenate([uniq_a, uniq_b]), res
 
 
 _POOL = None
@@ -223,66 +287,35 @@ def rfm_summary(
             raise CLVInputError(
                 f"{neg} transactions have a negative {monetary_col!r}: net out returns per order "
                 "before summarising (negative spend breaks the Gamma-Gamma model)")
+    period = _period_index(transactions[time_col], freq)
     if observation_end is None:
-        # every transaction counts: the period numbers (numpy) are computed on the worker
-        # thread while Arrow hashes the ids here (both release the GIL)
-        period_job = _pool().submit(_period_index, transactions[time_col], freq)
-        codes, uniques = _encode(transactions[customer_col])
-        period = period_job.result()
-        end = period.max()
-        keep = None
+        end, keep = int(period.max()), None
     else:
-        period = _period_index(transactions[time_col], freq)
-        end = _period_index(pd.Series([pd.Timestamp(observation_end)]), freq)[0]
+        end = int(_period_index(pd.Series([pd.Timestamp(observation_end)]), freq)[0])
         keep = period <= end
         if not keep.any():
             raise CLVInputError(f"no transactions on or before the observation end {observation_end}")
         if keep.all():
             keep = None
-        codes, uniques = _encode(transactions[customer_col], keep)
     period = period if keep is None else period[keep]
     money = None
     if monetary_col is not None:
         money = transactions[monetary_col].to_numpy(dtype="float64")
         money = money if keep is None else money[keep]
-    n = len(uniques)
-
-    # Set-based, no loop and no sort of the transactions themselves: one sort of integer
-    # (customer, period) keys gives the distinct periods and, per customer, the first and
-    # last one; spend is summed by bincount. The key puts the customer code above a
-    # power-of-two period field, so splitting it back is a shift and a mask. 32-bit keys
-    # when they fit: SIMD sort, half the bytes.
     pmin = int(period.min())
-    bits = max(int(end - pmin), 1).bit_length()
-    kt = np.uint32 if n << bits < 2**32 else np.uint64
-    key = codes.astype(kt)
-    key <<= kt(bits)
-    offset = np.empty(len(key), dtype=kt)
-    np.subtract(period, pmin, out=offset, casting="unsafe")   # 0 <= offset < 2**bits
-    key |= offset
-    del offset
-    # np.sort releases the GIL: the spend total (bincount) runs meanwhile
-    sorted_job = _pool().submit(np.sort, key)
-    total = np.bincount(codes, weights=money, minlength=n) if money is not None else None
-    skey = sorted_job.result()
-    new = np.empty(len(skey), dtype=bool)
-    new[0] = True
-    np.not_equal(skey[1:], skey[:-1], out=new[1:])
-    distinct = skey[new]                               # one key per (customer, period)
-    cust = distinct >> kt(bits)
-    starts = np.empty(len(distinct), dtype=bool)
-    starts[0] = True
-    np.not_equal(cust[1:], cust[:-1], out=starts[1:])
-    starts = np.flatnonzero(starts)                    # every code 0..n-1 has a key
-    n_periods = np.diff(starts, append=len(distinct))
-    first_key = distinct[starts]
-    mask = kt((1 << bits) - 1)
-    first_p = (first_key & mask).astype(np.int64) + pmin
-    last_p = (distinct[np.append(starts[1:], len(distinct)) - 1] & mask).astype(np.int64) + pmin
-    if money is not None:
-        # spend in the first period (excluded from monetary value, as in lifetimes)
-        in_first = key == first_key[codes]
-        first_m = np.bincount(codes[in_first], weights=money[in_first], minlength=n)
+    ids = transactions[customer_col]
+    fixed = None
+    if len(period) >= _PARALLEL_MIN and not isinstance(ids.dtype, pd.CategoricalDtype):
+        arr = _id_array(ids, keep)
+        fixed = _short_fixed_width(arr)
+    if fixed is not None:
+        words, width = fixed
+        uniq, per = _per_customer_split(words, period, money, pmin, end)
+        uniques = _word_index(uniq, width, arr.type)
+    else:
+        codes, uniques = _encode(ids, keep)
+        per = _per_customer(codes, len(uniques), period, money, pmin, end)
+    n_periods, first_p, last_p, total, first_m = per
 
     scale = unit_days * freq_multiplier
     freq_ = (n_periods - 1).astype("float64")

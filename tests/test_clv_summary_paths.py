@@ -61,11 +61,14 @@ def test_every_id_path_equals_lifetimes(log, fmt):
 
 @pytest.mark.parametrize("fmt", ["fixed width 8 (words)", "fixed width 3 (padded words)"])
 def test_two_thread_word_encoding_equals_lifetimes(log, fmt, monkeypatch):
-    """Above _PARALLEL_MIN rows the words are split by hash over two threads."""
+    """Above _PARALLEL_MIN rows the customers are split by a hash of the id over two threads."""
     monkeypatch.setattr(clv, "_PARALLEL_MIN", 1)
     tx = log.assign(customer_id=ID_FORMATS[fmt](log["cid"].to_numpy()).to_numpy())
     mine = _check(tx)
     assert set(mine.index) == set(tx["customer_id"])
+    _check(tx, pd.Timestamp("2025-08-01 23:59:59"))
+    no_money = clv.rfm_summary(tx, freq="D", freq_multiplier=7)            # no spend column
+    pd.testing.assert_frame_equal(no_money, mine[["frequency", "recency", "T"]])
 
 
 def test_categorical_ids_with_unused_categories(log):
