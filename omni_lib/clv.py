@@ -221,6 +221,10 @@ def _per_customer_split(words: np.ndarray, period: np.ndarray, money: np.ndarray
     upper = ((words * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(63)).astype(bool)
 
     def half(rows):
+        if not rows.any():   # e.g. one customer: every row in the other half
+            none = np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.uint64), (none, none, none, None if money is None else none.astype(float),
+                                                  None if money is None else none.astype(float))
         codes, uniq = _encode_words(words[rows])
         return uniq, _per_customer(codes, len(uniq), period[rows], None if money is None else money[rows],
                                    pmin, end, threaded=False)

@@ -156,3 +156,9 @@ def test_64_bit_keys_when_customers_times_periods_exceed_32_bits():
                        "net_amount": rng.gamma(2.0, 10.0, len(cust))})
     assert n << (79_999).bit_length() >= 2**32
     _check(tx)
+
+
+def test_two_thread_split_with_one_customer(log, monkeypatch):
+    """Every row lands in one half of the split: the other half is empty."""
+    monkeypatch.setattr(clv, "_PARALLEL_MIN", 1)
+    _check(log.assign(customer_id="C0000001"))
