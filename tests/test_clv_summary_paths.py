@@ -49,6 +49,7 @@ ID_FORMATS = {
     "fixed width 3 (padded words)": lambda c: pd.Series(c).map("{:03d}".format),
     "variable width (Arrow hashing)": lambda c: "cust-" + pd.Series(c).astype(str),
     "integer ids": lambda c: pd.Series(c) * 7 + 100,
+    "short, varying, one empty": lambda c: pd.Series(c).map(lambda x: "" if x == 0 else format(int(x), "x")),
 }
 
 
@@ -59,9 +60,10 @@ def test_every_id_path_equals_lifetimes(log, fmt):
     assert set(mine.index) == set(tx["customer_id"])
 
 
-@pytest.mark.parametrize("fmt", ["fixed width 8 (words)", "fixed width 3 (padded words)"])
-def test_two_thread_word_encoding_equals_lifetimes(log, fmt, monkeypatch):
-    """Above _PARALLEL_MIN rows the customers are split by a hash of the id over two threads."""
+@pytest.mark.parametrize("fmt", list(ID_FORMATS))
+def test_two_thread_split_equals_lifetimes(log, fmt, monkeypatch):
+    """Above _PARALLEL_MIN rows, ids of one width <= 8 bytes are split by hash over two threads
+    (other ids take the one-thread path: checked here too)."""
     monkeypatch.setattr(clv, "_PARALLEL_MIN", 1)
     tx = log.assign(customer_id=ID_FORMATS[fmt](log["cid"].to_numpy()).to_numpy())
     mine = _check(tx)
