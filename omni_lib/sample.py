@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-GENERATOR_VERSION = "1.1.0"   # 1.1: a second SIM's operator drawn independently
+GENERATOR_VERSION = "1.2.0"   # 1.1: a second SIM's operator drawn independently; 1.2: so is a second e-mail's number
 
 DEFAULTS = {
     "out_dir": "data/sample",
@@ -272,6 +272,7 @@ PHONE_PREFIX = ("811", "812", "813", "821", "822", "823", "852", "853", "814", "
                 "896", "897", "898", "899", "881", "882", "883", "888")
 #: spawn key of the stream that draws the operator of a second SIM (see _identity_table)
 _ALT_SIM_STREAM = 7301
+_ALT_EMAIL_STREAM = 7302
 PHONE_FORMATS = (0.38, 0.08, 0.16, 0.12, 0.10, 0.08, 0.08)   # see _phone_format
 SOURCE_MISSING = {   # per record source: P(email missing), P(phone missing), P(name missing)
     "web": (0.00, 0.35, 0.03), "app": (0.04, 0.08, 0.05), "marketplace": (0.35, 0.15, 0.05),
@@ -1477,7 +1478,12 @@ def _identity_table(rng, ctx, n, r_c, r_src, created, perm, seg, city, inset, co
     fl = pc.utf8_lower(pc.if_else(pa.array((u[:, 7] < 0.03)), first_t, first_v))
     ll = pc.utf8_lower(_take(LAST, li[rc]))
     alt_email = u[:, 8] < 0.10
-    num = pc.cast(pa.array(np.where(alt_email, email_num[rc] + 17, email_num[rc])), pa.string())
+    # a second address's number is unrelated to the first (a fixed offset would be a
+    # pattern no real data has); from a stream of its own, like the second SIM below
+    ss = rng.bit_generator.seed_seq
+    alt_num = np.random.default_rng(np.random.SeedSequence(
+        ss.entropy, spawn_key=(*ss.spawn_key, _ALT_EMAIL_STREAM))).integers(1, 9999, n)
+    num = pc.cast(pa.array(np.where(alt_email, alt_num[rc], email_num[rc])), pa.string())
     num2 = pc.cast(pa.array(email_num2[rc]), pa.string())
     j = pc.binary_join_element_wise
     ll_or_empty = pc.fill_null(ll, "")
