@@ -16,9 +16,11 @@ This module links them into one unified customer per person:
    without labels: the share of matching pairs from the deterministic rules, the
    ``u`` probabilities from random pairs (less the matching pairs that random
    sampling also draws; for identical keys counted among records of one source,
-   which are never one person), the ``m`` probabilities by expectation-maximisation;
-   term-frequency adjustments for e-mail, name and city (frequencies counted on the
-   records as they are). Comparisons: e-mail (also the same user name with another
+   which are never one person), the ``m`` probabilities by expectation-maximisation
+   (those of the pairs of sources instead from the pairs that share a phone, weighted
+   for how often each source records one: :func:`_source_pair_m`); term-frequency
+   adjustments for e-mail, name and city (each value counted once per deterministic
+   group, the pair's own two groups left out: :func:`_tf_table`). Comparisons: e-mail (also the same user name with another
    number), phone, loyalty card, name, city, the pair of sources and when each record
    was created. A record is compared with what its deterministic group knows: a field it
    lacks (a store card without a city, a WhatsApp number without a name) is taken
@@ -341,6 +343,8 @@ _FIELD_SETS = (
 _PHONE_OTHER_M_FLOOR = 0.02
 #: days between the creation of two records (created_at), closest level first
 _CREATED_DAYS = (7, 60, 365)
+#: m of "two records from the same source" (fixed: rarely one person, see _splink_settings)
+_SAME_SOURCE_M = 0.01
 #: up to this many sources, each pair of them is a level of the source comparison
 _MAX_SOURCE_PAIR_LEVELS = 8
 
@@ -432,7 +436,7 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
                     f"least(source_l, source_r) = {_q(a)} AND greatest(source_l, source_r) = {_q(b)}",
                     label_for_charts=f"sources {a} and {b}"))
     source = cl.CustomComparison(output_column_name="source", comparison_levels=[
-        cll.ExactMatchLevel("source").configure(m_probability=0.01, fix_m_probability=True),
+        cll.ExactMatchLevel("source").configure(m_probability=_SAME_SOURCE_M, fix_m_probability=True),
         *pair_levels, cll.ElseLevel()])
     comparisons = [email, phone, loyalty, name, city, source]
     if with_created:
@@ -528,6 +532,62 @@ def _same_source_u(df: pd.DataFrame) -> dict:
     return out
 
 
+def _source_pair_m(df: pd.DataFrame, same_source_m: float) -> dict:
+    """``m`` of each pair of sources: which channels one person's records come from.
+
+    Learned by EM on the pairs that share a loyalty card or a phone, these came out
+    biased: only store, app and web records carry cards, so in that block the pairs
+    with a store record are most of the matches (app + store 0.24, where one person's
+    pairs of records are app + store about one time in ten). Instead the pairs that
+    share a phone number, the deterministic key that every channel collects, are
+    counted per source pair and weighted by the inverse of how often each of the two
+    sources records a phone at all (inverse-probability weighting for a missing key):
+    the share of one person's pairs of records that fall on each pair of sources,
+    without labels. Pairs within one source are left out (two records of one channel
+    system are not one person, ``same_source_m`` stands for them); half a pair is added
+    to each count so that a pair of sources never seen together is unlikely, not
+    impossible. Returns ``{level label: m}``; empty when some source records no
+    phone at all (its pairs cannot be counted; EM's values stay).
+    """
+    k = df.loc[df["phone"].notna(), ["source", "phone"]]
+    cov = df["phone"].notna().groupby(df["source"]).mean()
+    srcs = sorted(cov.index)
+    if len(srcs) < 2 or (cov <= 0).any():
+        return {}
+    by = k.groupby(["phone", "source"], sort=False).size().rename("n").reset_index()
+    pairs = by.merge(by, on="phone")
+    pairs = pairs[pairs["source_x"] < pairs["source_y"]]
+    cnt = (pairs["n_x"] * pairs["n_y"]).groupby([pairs["source_x"], pairs["source_y"]]).sum()
+    w = {}
+    for i, a in enumerate(srcs):
+        for b in srcs[i + 1:]:
+            w[f"sources {a} and {b}"] = (float(cnt.get((a, b), 0)) + 0.5) / (cov[a] * cov[b])
+    total = sum(w.values())
+    return {lbl: (1 - same_source_m) * v / total for lbl, v in w.items()}
+
+
+def _tf_table(df: pd.DataFrame, groups: np.ndarray, col: str) -> pd.DataFrame:
+    """Term frequencies of ``col`` counted once per deterministic group, not per record.
+
+    A term-frequency adjustment stands in for ``u``: how likely two *different people*
+    share the value. Counted over records, a value one person left in three channels
+    counts three times, so a rare name or address looked common exactly when its owner
+    used many channels. Records that share a phone or card are one person already:
+    counting each value once per such group is the count over people as far as it is
+    known without labels.
+
+    The adjustment is only ever used for a pair that shares the value, and the
+    question is how many *other* people have it: so the pair's own two groups are
+    left out (``n - 2``; Splink's own table counts them, which makes a name that
+    only this pair carries look as common as one two strangers share). Half a group
+    is added so that a value nobody else has is rare, not proof.
+    """
+    v = pd.DataFrame({"v": df[col].to_numpy(), "g": groups}).dropna().drop_duplicates()
+    n = v["v"].value_counts()
+    tf = (np.maximum(n.to_numpy() - 2, 0) + 0.5) / n.sum()
+    return pd.DataFrame({col: n.index.astype("str"), f"tf_{col}": tf})
+
+
 def _tf_columns(model: Mapping) -> list[str]:
     """The columns the model's levels adjust for term frequency."""
     cols = {lvl["tf_adjustment_column"] for c in model.get("comparisons", []) for lvl in c["comparison_levels"]
@@ -535,7 +595,8 @@ def _tf_columns(model: Mapping) -> list[str]:
     return sorted(cols)
 
 
-def _adjust_model(model: dict, max_pairs: float, exact_u: dict | None = None) -> dict:
+def _adjust_model(model: dict, max_pairs: float, exact_u: dict | None = None,
+                  source_m: dict | None = None) -> dict:
     """Corrections to the trained model (returns a copy).
 
     * ``u`` without the matches: random sampling draws matching pairs too (about
@@ -563,6 +624,8 @@ def _adjust_model(model: dict, max_pairs: float, exact_u: dict | None = None) ->
                 if m is None or m < _PHONE_OTHER_M_FLOOR:
                     lvl["m_probability"] = m = _PHONE_OTHER_M_FLOOR
             key = (c["output_column_name"], lvl.get("label_for_charts", ""))
+            if source_m and c["output_column_name"] == "source" and key[1] in source_m:
+                lvl["m_probability"] = m = source_m[key[1]]
             if exact_u and key in exact_u:
                 lvl["u_probability"] = exact_u[key]
             elif lam and m is not None and u is not None:
@@ -618,8 +681,10 @@ class IdentityResolver:
         both hold a record of the same source are never joined. Default True.
     tf_weight_name_only : float
         Weight of the term-frequency adjustment for name-only e-mail addresses
-        (1 = full adjustment; 0.5 = halfway, because the record count of an address
-        that one person used twice overstates how common it is).
+        (1 = full adjustment; 0.5 = halfway: such an address is shared by namesakes,
+        and how often it is shared is measured exactly within sources for the level
+        as a whole (:func:`_same_source_u`); the count of one address is the weaker
+        evidence, so it moves the weight only halfway).
     u_max_pairs : float
         Random pairs drawn to estimate the ``u`` probabilities.
     seed : int
@@ -775,10 +840,14 @@ class IdentityResolver:
                 # matches) is used. Rows sharing a record id are one record: counted once.
                 exact_u = (_same_source_u(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]])
                            if self.one_record_per_source else None)
-                model = _adjust_model(linker.misc.save_model_to_json(), self.u_max_pairs, exact_u)
-                # term frequencies from the records as they are: a value copied into the
-                # other records of a group (_enrich) would count once per copy
-                tf = {c: linker.table_management.compute_tf_table(c) for c in _tf_columns(model)}
+                model = _adjust_model(linker.misc.save_model_to_json(), self.u_max_pairs, exact_u,
+                                      _source_pair_m(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]],
+                                                     _SAME_SOURCE_M))
+                # term frequencies from the records as they are (a value copied into the
+                # other records of a group by _enrich would count once per copy), each
+                # value once per deterministic group
+                tf = {c: db.register(_tf_table(df[in_model], det_lab[in_model], c), table_name=f"tf_lookup_{c}")
+                      for c in _tf_columns(model)}
                 linker = Linker(db.register(_enrich(df, det_lab)[in_model], table_name="identity_records_completed"),
                                 model, log_level=logging.ERROR)
                 for c, tf_df in tf.items():
