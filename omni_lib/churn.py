@@ -162,8 +162,10 @@ def churn_features(tables: Mapping[str, pd.DataFrame | None], cutoff, channel_ki
     f = f.join(_survey_features(tables.get("surveys"), cutoff), how="left")
     exp = tables.get("experiments")
     if exp is not None and not exp.empty:
-        e = exp[_local(exp["assigned_at"]) <= cutoff]
-        f["experiments"] = e.groupby("unit_id").size().reindex(f.index).fillna(0)
+        key = "customer_id" if "customer_id" in exp else "unit_id"  # the store links units to customers
+        if "assigned_at" in exp:
+            e = exp[(_local(exp["assigned_at"]) <= cutoff).fillna(False).to_numpy(dtype=bool)]
+            f["experiments"] = e.groupby(key).size().reindex(f.index).fillna(0)
     tp = tables.get("touchpoints")
     if tp is not None and not tp.empty and "customer_id" in tp:
         t = _local(tp["event_ts"])

@@ -35,7 +35,10 @@ def _cmd_validate(args) -> int:
     from .io import check
     from .schema import format_problems
 
+    from .config import config_source
+
     try:
+        print(f"omni validate: {config_source(args.config)}", file=sys.stderr)
         problems = check(args.config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
@@ -44,7 +47,34 @@ def _cmd_validate(args) -> int:
         print(f"The data does NOT meet the contract: {len(problems)} problem(s)\n", file=sys.stderr)
         print(format_problems(problems), file=sys.stderr)
         return 1
-    print(f"OK: the data configured in {args.config} meets the contract.")
+    print("OK: the configured data meets the contract.")
+    return 0
+
+
+def _cmd_prepare(args) -> int:
+    from .config import ConfigError, config_source, load_config
+    from .privacy import PrivacyError
+    from .schema import ContractError, format_problems
+    from .store import prepare
+
+    try:
+        print(f"omni prepare: {config_source(args.config)}", file=sys.stderr)
+        cfg = load_config(args.config)
+        meta = prepare(cfg, force=args.force, progress=not args.quiet)
+    except ContractError as exc:
+        print(f"The data does NOT meet the contract: {len(exc.problems)} problem(s); the store was not changed\n",
+              file=sys.stderr)
+        print(format_problems(exc.problems), file=sys.stderr)
+        return 1
+    except (ConfigError, PrivacyError) as exc:
+        print(f"omni prepare: {exc}", file=sys.stderr)
+        return 2
+    state = "rebuilt" if meta.get("rebuilt") else "already up to date"
+    print(f"Store {cfg.store_path}: {state}")
+    for table, n in (meta.get("rows") or {}).items():
+        print(f"  {table:<16} {n:>12,} rows")
+    if meta.get("consent", {}).get("note"):
+        print(f"Consent: {meta['consent']['note']}")
     return 0
 
 
@@ -64,8 +94,9 @@ def _cmd_run(args) -> int:
         return 2
     print(f"\nRun {result.run_id}: {result.run_dir}")
     for r in result.results:
-        mark = "ok    " if r.status == "ok" else "FAILED"
-        print(f"  {mark} {r.notebook:<28} {r.duration_s:7.1f} s  {r.headline or ''}")
+        mark = {"ok": "ok     ", "skipped": "skipped"}.get(r.status, "FAILED ")
+        text = r.reason if r.status == "skipped" else (r.headline or "")
+        print(f"  {mark} {r.notebook:<28} {r.duration_s:7.1f} s  {text}")
     print(f"Open {result.run_dir / 'index.html'}")
     if result.ok and not result.moved_latest:
         print("reports/latest unchanged: it points at the newest run of all notebooks.")
@@ -91,6 +122,13 @@ def _cmd_erase(args) -> int:
     except (PrivacyError, ConfigError, ContractError) as exc:
         print(f"omni erase: {exc}", file=sys.stderr)
         return 2
+    if not s["dry_run"]:  # the prepared store held the person too: it is rebuilt without them on next use
+        from .config import load_config
+
+        store_path = load_config(args.config).store_path
+        if store_path is not None and store_path.exists():
+            store_path.unlink()
+            print(f"  prepared store {store_path} deleted (rebuilt without them by the next omni run)")
     verb = "would remove" if s["dry_run"] else "removed"
     print(f"{'DRY RUN: nothing changed. ' if s['dry_run'] else ''}Customer {args.customer}: {verb}")
     for table, n in s["rows_removed"].items():
@@ -129,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
             Typical session:
               omni sample              # make the bundled Toko Nusantara sample (data/sample/)
               omni validate            # check the configured data against the contract
+              omni prepare             # build the store (omni run does it when needed)
               omni run                 # run every notebook, HTML reports in reports/<run_id>/
 
             Rights of the data subject:
@@ -165,8 +204,28 @@ def build_parser() -> argparse.ArgumentParser:
             1 = problems found, 2 = the config itself is broken.
         """),
     )
-    v.add_argument("--config", default="omni.yaml", help="config file (default ./omni.yaml)")
+    v.add_argument("--config", default=None, help="config file (default: $OMNI_CONFIG, else ./omni.yaml, else the project's omni.yaml)")
     v.set_defaults(func=_cmd_validate)
+
+    pr = sub.add_parser(
+        "prepare", formatter_class=_FMT, help="build the prepared store every analysis reads",
+        description=_dedent("""
+            Read the configured tables once, check them against the contract (the full
+            problem list, as omni validate), resolve identity (channel records ->
+            unified customers), map every row to its customer, apply the consent rule,
+            pseudonymise e-mails, phones and names, and write one DuckDB file (default
+            data/store/omni_store.duckdb beside the config; `store: {path: ...}` in
+            omni.yaml). The new store replaces the old one in one step; a failed
+            prepare leaves the previous store intact. omni run does this first by
+            itself whenever the config, an input file or the key changed.
+            Exit 0 = store ready, 1 = the data does not meet the contract, 2 = config.
+        """),
+        epilog="example: omni prepare --config /data/shop/omni.yaml",
+    )
+    pr.add_argument("--config", default=None, help="config file (default: $OMNI_CONFIG, else ./omni.yaml, else the project's omni.yaml)")
+    pr.add_argument("--force", action="store_true", help="rebuild even when nothing changed")
+    pr.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    pr.set_defaults(func=_cmd_prepare)
 
     r = sub.add_parser(
         "run", formatter_class=_FMT, help="execute notebooks and write HTML reports",
@@ -190,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
                    help="notebooks to run (default: all notebooks/NN_*.ipynb)")
-    r.add_argument("--config", default=None, help="config file (default: $OMNI_CONFIG or ./omni.yaml)")
+    r.add_argument("--config", default=None, help="config file (default: $OMNI_CONFIG, else ./omni.yaml, else the project's omni.yaml)")
     r.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
                    help="override a notebook parameter; value parsed as YAML; repeatable")
     r.add_argument("--out", default=None, metavar="DIR",
@@ -225,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         """),
     )
     e.add_argument("--customer", required=True, metavar="ID", help="the customer id (customers.customer_id)")
-    e.add_argument("--config", default="omni.yaml", help="config file (default ./omni.yaml)")
+    e.add_argument("--config", default=None, help="config file (default: $OMNI_CONFIG, else ./omni.yaml, else the project's omni.yaml)")
     e.add_argument("--reports", default=None, metavar="DIR",
                    help="reports folder to redact (default: reports/ beside the config)")
     e.add_argument("--dry-run", action="store_true", help="only show what would be removed")
@@ -248,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: omni export-customer --customer C0000123 --out /secure/outbox/C0000123.json",
     )
     x.add_argument("--customer", required=True, metavar="ID", help="the customer id (customers.customer_id)")
-    x.add_argument("--config", default="omni.yaml", help="config file (default ./omni.yaml)")
+    x.add_argument("--config", default=None, help="config file (default: $OMNI_CONFIG, else ./omni.yaml, else the project's omni.yaml)")
     x.add_argument("--out", default=None, metavar="FILE",
                    help="output file (default ./export_<ID>.json)")
     x.add_argument("--no-resolve", action="store_true",

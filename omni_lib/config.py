@@ -60,11 +60,19 @@ _TOP_KEYS = (
     "channels",
     "params",
     "mode",
+    "store",
+    "privacy",
 )
 _DATA_KEYS = ("format", "root", "database", "tables")
 # Per-table keys. ``format`` lets one CSV table sit beside Parquet ones;
 # ``sep``/``encoding`` are passed to the CSV reader (Excel exports often use ';').
 _TABLE_KEYS = ("path", "columns", "format", "sep", "encoding")
+# experiments only: per-unit outcome columns (name -> your column) and the control arm's name
+_EXPERIMENT_KEYS = ("outcomes", "control")
+_STORE_KEYS = ("path",)
+_PRIVACY_KEYS = ("consent_default",)
+#: where the prepared store goes unless ``store.path`` says otherwise (relative to the config)
+DEFAULT_STORE = "data/store/omni_store.duckdb"
 
 
 class ConfigError(Exception):
@@ -101,6 +109,8 @@ class TableConfig:
     format: str | None = None  # per-table override of data.format (csv|parquet)
     sep: str = ","
     encoding: str = "utf-8"
+    outcomes: dict[str, str] = field(default_factory=dict)  # experiments: outcome name -> your column
+    control: str | None = None  # experiments: the control variant's name
 
 
 @dataclass
@@ -121,6 +131,9 @@ class Config:
     notes: list[str] = field(default_factory=list)  # non-fatal remarks for the user
     extra: dict[str, Any] = field(default_factory=dict)  # unknown top-level keys, kept
     mode: str | None = None  # "sample" | "production"; None = decided from the data (omni_lib.privacy)
+    store_path: Path | None = None  # the prepared store (DuckDB file); default DEFAULT_STORE
+    consent_default: bool | None = None  # consent of customers whose data records none
+    found_by: str = ""  # how the config file was found (explicit path, $OMNI_CONFIG, ...)
 
     # -- convenience -------------------------------------------------------------
     @property
@@ -168,30 +181,48 @@ class Config:
 
 # -- loading -----------------------------------------------------------------------
 
+def project_config() -> Path:
+    """The ``omni.yaml`` of the project this package was installed from (a checkout)."""
+    return Path(__file__).resolve().parents[1] / "omni.yaml"
+
+
 def find_config(path: str | Path | None = None) -> Path:
-    """The config file to use: ``path``, else ``$OMNI_CONFIG``, else ``./omni.yaml``,
-    else the nearest ``omni.yaml`` in a parent folder (so notebooks run from
-    ``notebooks/`` still find the repository's config)."""
-    if path is None:
-        path = os.environ.get("OMNI_CONFIG") or None
-        source = "$OMNI_CONFIG"
+    """The config file to use, by one rule for every command and notebook.
+
+    ``path`` (an explicit argument), else ``$OMNI_CONFIG``, else ``./omni.yaml``, else
+    the project's own ``omni.yaml`` (so a notebook opened in JupyterLab from
+    ``notebooks/`` finds it). :func:`config_source` says which one was used.
+    """
+    return _find(path)[0]
+
+
+def config_source(path: str | Path | None = None) -> str:
+    """One line saying which config file the rule of :func:`find_config` picks, and why."""
+    p, why = _find(path)
+    return f"config {p} ({why})"
+
+
+def _find(path) -> tuple[Path, str]:
+    if path is not None and str(path) != "":
+        source = "given explicitly"
     else:
-        source = "the given path"
+        path = os.environ.get("OMNI_CONFIG") or None
+        source = "from $OMNI_CONFIG"
     if path is not None:
         p = Path(path).expanduser()
         if p.is_dir():
             p = p / "omni.yaml"
         if not p.is_file():
-            raise ConfigError(f"config file not found: {p} (from {source})")
-        return p.resolve()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / "omni.yaml"
-        if candidate.is_file():
-            return candidate
+            raise ConfigError(f"config file not found: {p} ({source})")
+        return p.resolve(), source
+    here = Path.cwd() / "omni.yaml"
+    if here.is_file():
+        return here.resolve(), "./omni.yaml in the working folder"
+    proj = project_config()
+    if proj.is_file():
+        return proj, "the project's omni.yaml (no --config, no $OMNI_CONFIG, none in the working folder)"
     raise ConfigError(
-        f"no omni.yaml found in {here} or its parent folders; "
-        "pass a path or set OMNI_CONFIG=/path/to/omni.yaml"
+        f"no omni.yaml in {Path.cwd()}; pass --config /path/to/omni.yaml or set OMNI_CONFIG=/path/to/omni.yaml"
     )
 
 
@@ -208,7 +239,9 @@ def load_config(path: str | Path | None = None) -> Config:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{p}: the top level must be a mapping of keys (data:, timezone:, ...)")
-    return _parse(raw, p.parent.resolve(), p)
+    cfg = _parse(raw, p.parent.resolve(), p)
+    cfg.found_by = _find(path)[1]
+    return cfg
 
 
 # -- parsing (every error names its key) -------------------------------------------
@@ -283,6 +316,15 @@ def _parse(raw: Mapping[str, Any], base: Path, path: Path | None) -> Config:
         raise ConfigError(f"mode: expected sample or production, got {mode!r} (sample = the bundled "
                           "generated data; production = real data, needs OMNI_PSEUDONYM_KEY)")
 
+    store = _mapping(raw.get("store"), "store")
+    _check_keys(store, _STORE_KEYS, "store")
+    store_path = _resolve(base, store.get("path") or DEFAULT_STORE, "store.path")
+    priv = _mapping(raw.get("privacy"), "privacy")
+    _check_keys(priv, _PRIVACY_KEYS, "privacy")
+    consent_default = priv.get("consent_default")
+    if consent_default is not None and not isinstance(consent_default, bool):
+        raise ConfigError(f"privacy.consent_default: expected true or false, got {consent_default!r}")
+
     # data
     if "data" not in raw:
         raise ConfigError("data: missing; it says where your tables are (data.format, data.root, data.tables)")
@@ -319,14 +361,15 @@ def _parse(raw: Mapping[str, Any], base: Path, path: Path | None) -> Config:
     return Config(format=fmt, root=root.resolve(), database=database.resolve() if database else None,
                   tables=tables, timezone=tz, currency=currency, data_end=data_end,
                   allow_mixed_offsets=allow_mixed, channels=channels, params=dict(params),
-                  path=path, notes=notes, extra=extra, mode=mode)
+                  path=path, notes=notes, extra=extra, mode=mode, store_path=store_path.resolve(),
+                  consent_default=consent_default)
 
 
 def _parse_table(name: str, spec, where: str, fmt: str) -> TableConfig:
     if isinstance(spec, str):  # shorthand:  orders: orders.csv
         spec = {"path": spec}
     spec = _mapping(spec, where)
-    _check_keys(spec, _TABLE_KEYS, where)
+    _check_keys(spec, _TABLE_KEYS + (_EXPERIMENT_KEYS if name == "experiments" else ()), where)
     if not spec.get("path") or not isinstance(spec["path"], str):
         raise ConfigError(f"{where}.path: missing; give the file name (or the table name inside the duckdb database)")
     tfmt = spec.get("format")
@@ -354,8 +397,23 @@ def _parse_table(name: str, spec, where: str, fmt: str) -> TableConfig:
     dup = dup[dup.duplicated()].unique().tolist()
     if dup:
         raise ConfigError(f"{where}.columns: your column '{dup[0]}' is mapped to more than one contract column")
+    outcomes: dict[str, str] = {}
+    for out_name, user_col in _mapping(spec.get("outcomes"), f"{where}.outcomes").items():
+        if not str(out_name).isidentifier():
+            raise ConfigError(f"{where}.outcomes: the outcome name {out_name!r} must be a simple name "
+                              "(letters, digits, _), e.g. converted: YourColumn")
+        if not isinstance(user_col, str) or not user_col:
+            raise ConfigError(f"{where}.outcomes.{out_name}: expected your column's name, got {user_col!r}")
+        if str(out_name) in known:
+            raise ConfigError(f"{where}.outcomes.{out_name}: '{out_name}' is a contract column of {name}; "
+                              "give the outcome another name")
+        outcomes[str(out_name)] = user_col
+    control = spec.get("control")
+    if control is not None and (not isinstance(control, (str, int)) or str(control) == ""):
+        raise ConfigError(f"{where}.control: expected the control variant's name, got {control!r}")
     return TableConfig(name=name, path=spec["path"], columns=mapping, format=tfmt,
-                       sep=str(spec.get("sep", ",")), encoding=str(spec.get("encoding", "utf-8")))
+                       sep=str(spec.get("sep", ",")), encoding=str(spec.get("encoding", "utf-8")),
+                       outcomes=outcomes, control=None if control is None else str(control))
 
 
 def _parse_channels(raw) -> dict[str, Channel]:

@@ -65,10 +65,10 @@ def load_for_modelling(dataset: str = "sample", config_path: str | None = None) 
                 "name": "CDNOW 1/10 sample"}
     if dataset not in ("sample", "configured"):
         raise ValueError(f"dataset must be 'sample', 'configured' or 'cdnow', got {dataset!r}")
-    from . import io, privacy
+    from .store import open_store
 
-    ds = io.load(config_path)
-    tables, info = privacy.apply_consent(ds.tables)
+    st = open_store(config_path)
+    tables, info = st.tables, st.consent   # lazy: a table is read when first used
     orders = tables["orders"]
     if orders is None or orders.empty:
         raise ValueError("the configured data has no orders: churn and CLTV need purchase history")
@@ -79,9 +79,9 @@ def load_for_modelling(dataset: str = "sample", config_path: str | None = None) 
         orders.loc[returned, "net_amount"] = 0.0
     orders = orders[orders["customer_id"].notna()]
     tables["orders"] = orders.reset_index(drop=True)
-    data_end = ds.config.data_end
+    data_end = st.config.data_end
     if data_end is None:
         data_end = orders["order_ts"].max()
-    kinds = {name: ch.kind for name, ch in ds.config.channels.items()}
-    return {"tables": tables, "currency": ds.config.currency, "data_end": pd.Timestamp(data_end),
+    kinds = {name: ch.kind for name, ch in st.config.channels.items()}
+    return {"tables": tables, "currency": st.config.currency, "data_end": pd.Timestamp(data_end),
             "channel_kinds": kinds, "consent_note": info["note"], "name": "configured data"}

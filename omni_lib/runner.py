@@ -42,7 +42,7 @@ class RunError(Exception):
 @dataclass
 class NotebookResult:
     notebook: str
-    status: str  # "ok" | "failed"
+    status: str  # "ok" | "failed" | "skipped"
     duration_s: float
     parameters: dict = field(default_factory=dict)
     html: str | None = None
@@ -50,6 +50,7 @@ class NotebookResult:
     headline: str | None = None
     key_figures: dict = field(default_factory=dict)
     error: dict | None = None
+    reason: str | None = None  # why a notebook was skipped: what data would enable it
 
     def failure_line(self) -> str:
         e = self.error or {}
@@ -68,16 +69,36 @@ class RunResult:
     results: list[NotebookResult]
     moved_latest: bool = False
 
+    prepare: dict = field(default_factory=dict)
+
     @property
     def ok(self) -> bool:
-        return all(r.status == "ok" for r in self.results)
+        """Nothing failed (skipped notebooks lacked their data; that is not a failure)."""
+        return all(r.status in ("ok", "skipped") for r in self.results)
 
     @property
     def failed(self) -> list[NotebookResult]:
-        return [r for r in self.results if r.status != "ok"]
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def skipped(self) -> list[NotebookResult]:
+        return [r for r in self.results if r.status == "skipped"]
 
 
 # --------------------------------------------------------------------------- discovery
+def default_notebooks_dir() -> Path:
+    """The report notebooks shipped with the package (the project's ``notebooks/``), so
+    ``omni run --config /any/folder/omni.yaml`` works from any folder."""
+    return Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def requirements(path: Path) -> dict:
+    """What a notebook needs (its metadata ``omni.requires``: contract tables) and the
+    sentence shown when they are absent (``omni.enables``)."""
+    meta = nbformat.read(path, as_version=4).metadata.get("omni", {})
+    return {"requires": list(meta.get("requires", [])), "enables": meta.get("enables", "")}
+
+
 def discover_notebooks(notebooks_dir: Path) -> list[Path]:
     """All report notebooks (``NN_name.ipynb``) in run order."""
     return sorted(Path(notebooks_dir).glob(NOTEBOOK_GLOB))
@@ -282,19 +303,52 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
     return result
 
 
+# --------------------------------------------------------------------------- the store step
+def _prepare_store(cfg, progress: bool) -> tuple[dict, str | None]:
+    """Build the store when the config or an input changed; a contract problem does not
+    stop the run: the data-health report shows it and the others say why they did not run."""
+    from .schema import ContractError
+    from .store import prepare
+
+    try:
+        return prepare(cfg, progress=progress), None
+    except ContractError as exc:
+        return {}, (f"the data does not meet the contract ({len(exc.problems)} problem(s)); the store was not "
+                    "rebuilt. See the data-health report or run `omni validate`")
+
+
+def _not_runnable(nb: Path, params: dict, cfg, prep: dict, prep_error: str | None) -> NotebookResult | None:
+    """A result for a notebook that cannot run (absent data, or no store), else None."""
+    req = requirements(nb)
+    missing = [t for t in req["requires"] if t not in cfg.tables]
+    if missing:
+        why = (f"needs the {' and '.join(missing)} table{'s' if len(missing) > 1 else ''}, which the data "
+               f"does not have")
+        if req["enables"]:
+            why += f"; {req['enables']}"
+        return NotebookResult(notebook=nb.stem, status="skipped", duration_s=0.0,
+                              parameters=to_jsonable(params), reason=why)
+    if prep_error is not None and not req.get("raw", False) and nb.stem.split("_", 1)[0] != "00":
+        return NotebookResult(notebook=nb.stem, status="failed", duration_s=0.0, parameters=to_jsonable(params),
+                              error={"ename": "ContractError", "evalue": prep_error, "cell": None, "source": ""})
+    return None
+
+
 # --------------------------------------------------------------------------- index page
 def _index_html(run_id: str, results: list[NotebookResult], meta: dict) -> str:
     rows = []
     for r in results:
         name = html.escape(r.notebook)
         link = f"<a href='{html.escape(r.html)}'>{name}</a>" if r.html else name
-        badge = ("<span class='ok'>ok</span>" if r.status == "ok"
-                 else "<span class='bad'>failed</span>")
+        badge = {"ok": "<span class='ok'>ok</span>", "skipped": "<span class='skip'>skipped</span>"}.get(
+            r.status, "<span class='bad'>failed</span>")
         figs = "".join(
             f"<li>{html.escape(k.replace('_', ' '))}: <b>{html.escape(_fmt(v))}</b></li>"
             for k, v in list(r.key_figures.items())[:6]
         )
         detail = html.escape(r.headline or "")
+        if r.status == "skipped":
+            detail = f"<span class='skip'>Not run: {html.escape(r.reason or '')}.</span>"
         if r.error:
             detail = f"<span class='bad'>{html.escape(r.failure_line())}</span>"
         rows.append(
@@ -304,15 +358,18 @@ def _index_html(run_id: str, results: list[NotebookResult], meta: dict) -> str:
     meta_rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in meta.items()
     )
-    n_bad = sum(r.status != "ok" for r in results)
+    n_bad = sum(r.status == "failed" for r in results)
+    n_skip = sum(r.status == "skipped" for r in results)
     status = "all notebooks passed" if n_bad == 0 else f"{n_bad} notebook(s) failed"
+    if n_skip:
+        status += f"; {n_skip} skipped for lack of data"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Omni Workbench run {html.escape(run_id)}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#222}}
 table{{border-collapse:collapse;width:100%;margin:1rem 0}}
 td,th{{border-bottom:1px solid #ddd;padding:.5rem;text-align:left;vertical-align:top}}
-.ok{{color:#18794e;font-weight:600}} .bad{{color:#c0392b;font-weight:600}}
+.ok{{color:#18794e;font-weight:600}} .bad{{color:#c0392b;font-weight:600}} .skip{{color:#8a6d00;font-weight:600}}
 ul{{margin:.3rem 0 0 1rem;padding:0}} small{{color:#666}}
 </style></head><body>
 <h1>Omni Workbench &mdash; run {html.escape(run_id)}</h1>
@@ -358,25 +415,27 @@ def run(
     """Execute notebooks and publish ``reports/<run_id>/``; see module docstring."""
     from tqdm.auto import tqdm
 
-    explicit = config_path is not None or "OMNI_CONFIG" in os.environ
-    config_path = Path(config_path or os.environ.get("OMNI_CONFIG", "omni.yaml")).resolve()
-    if explicit and not config_path.exists():
-        raise RunError(f"config file {config_path} not found (check --config / OMNI_CONFIG)")
+    from .config import ConfigError, find_config, load_config
+    from .privacy import PrivacyError, preflight
+
+    try:  # one rule for every command: --config, else $OMNI_CONFIG, else ./omni.yaml, else the project's
+        config_path = find_config(config_path)
+    except ConfigError as exc:
+        raise RunError(str(exc)) from None
     root = config_path.parent
-    notebooks_dir = Path(notebooks_dir) if notebooks_dir else root / "notebooks"
+    if notebooks_dir is None:  # your own project's notebooks/ beside the config, else the shipped ones
+        own = root / "notebooks"
+        notebooks_dir = own if discover_notebooks(own) else default_notebooks_dir()
+    notebooks_dir = Path(notebooks_dir)
     reports_dir = Path(reports_dir) if reports_dir else root / "reports"
-    defaults = {}
-    if config_path.exists():
-        from .config import load_config
-        from .privacy import PrivacyError, preflight
-
-        from .config import ConfigError
-
-        try:  # outside sample mode no run starts without a pseudonymisation key
-            preflight(config_path)
-            defaults = dict(load_config(config_path).params or {})
-        except (PrivacyError, ConfigError) as exc:
-            raise RunError(f"{config_path.name}: {exc}") from None
+    try:  # outside sample mode no run starts without a pseudonymisation key
+        preflight(config_path)
+        cfg = load_config(config_path)
+        defaults = dict(cfg.params or {})
+    except (PrivacyError, ConfigError) as exc:
+        raise RunError(f"{config_path}: {exc}") from None
+    if progress:
+        print(f"omni run: {cfg.found_by}: {config_path}", file=sys.stderr)
 
     chosen = resolve_notebooks(notebooks, notebooks_dir)
     everything = discover_notebooks(notebooks_dir)
@@ -387,7 +446,9 @@ def run(
     if final.exists():
         raise RunError(f"run folder {final} already exists; earlier runs are never overwritten")
     tmp = reports_dir / f".tmp-{run_id}"
-    plan = plan_parameters(chosen, defaults, overrides, config_path if config_path.exists() else None, tmp)
+    plan = plan_parameters(chosen, defaults, overrides, config_path, tmp)
+    needs_store = any(requirements(nb)["requires"] for nb in chosen)
+    prep, prep_error = _prepare_store(cfg, progress) if needs_store else ({}, None)
     reports_dir.mkdir(parents=True, exist_ok=True)
     tmp.mkdir()
     started = _dt.datetime.now().astimezone()
@@ -397,10 +458,17 @@ def run(
         for nb in bar:
             bar.set_postfix_str(nb.stem)
             record = {**plan[nb], "output_dir": str(final)} if "output_dir" in plan[nb] else None
-            res = execute_one(nb, tmp, plan[nb], cell_progress=progress and sys.stderr.isatty(), record=record)
+            res = _not_runnable(nb, plan[nb], cfg, prep, prep_error)
+            if res is None:
+                res = execute_one(nb, tmp, plan[nb], cell_progress=progress and sys.stderr.isatty(), record=record)
+            else:
+                (tmp / f"{nb.stem}.json").write_text(json.dumps(asdict(res), indent=2, ensure_ascii=False),
+                                                     encoding="utf-8")
             results.append(res)
-            if res.status != "ok":
+            if res.status == "failed":
                 tqdm.write(f"FAILED {res.failure_line()}", file=sys.stderr)
+            elif res.status == "skipped":
+                tqdm.write(f"skipped {nb.stem}: {res.reason}", file=sys.stderr)
         meta = {
             "run_id": run_id,
             "started": started.isoformat(timespec="seconds"),
@@ -418,7 +486,8 @@ def run(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    result = RunResult(run_id=run_id, run_dir=final, results=results)
+    result = RunResult(run_id=run_id, run_dir=final, results=results,
+                       prepare={k: prep.get(k) for k in ("rebuilt", "seconds", "timings", "rows")} if prep else {})
     # reports/latest is the newest complete picture: every notebook of the folder, all passed
     # (a run of one notebook would otherwise replace it with a one-report run)
     result.moved_latest = result.ok and {p.resolve() for p in chosen} >= {p.resolve() for p in everything}

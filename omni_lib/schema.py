@@ -105,6 +105,7 @@ def _C(name, kind, required=False, **kw) -> ColumnSpec:
 
 
 _FK_CUSTOMER = "customers.customer_id"
+_FK_RECORD = "identities.record_id"
 EVENT_TYPES = ("impression", "click", "visit", "product_view", "add_to_cart",
                "checkout", "inquiry", "purchase", "review")
 
@@ -113,6 +114,8 @@ CONTRACT: dict[str, TableSpec] = {t.name: t for t in (
         _C("record_id", "id", True), _C("source", "channel", True), _C("created_at", "ts", True),
         _C("email", "text"), _C("phone", "text"), _C("full_name", "text"), _C("city", "text"),
         _C("loyalty_id", "text"),
+        # consent as the channel system recorded it (siloed data has no customers table)
+        _C("consent_analytics", "bool"), _C("consent_marketing", "bool"),
     )),
     TableSpec("customers", ("customer_id",), (
         _C("customer_id", "id", True), _C("first_seen", "ts", True),
@@ -120,10 +123,10 @@ CONTRACT: dict[str, TableSpec] = {t.name: t for t in (
         _C("consent_analytics", "bool"), _C("consent_marketing", "bool"),
     )),
     TableSpec("orders", ("order_id",), (
-        _C("order_id", "id", True), _C("customer_id", "id", True, references=_FK_CUSTOMER),
+        _C("order_id", "id", True), _C("customer_id", "id", references=_FK_CUSTOMER),
         _C("order_ts", "ts", True), _C("channel", "channel", True),
         _C("net_amount", "float", True, checks=(("ge", 0),)),
-        _C("record_id", "id", references="identities.record_id"), _C("store_id", "id"),
+        _C("record_id", "id", references=_FK_RECORD), _C("store_id", "id"),
         _C("items", "int", checks=(("ge", 1),)), _C("discount", "float", checks=(("ge", 0),)),
         _C("fulfilment", "category", values=("delivery", "pickup_in_store", "in_store")),
         _C("status", "category", values=("completed", "cancelled", "returned")),
@@ -133,23 +136,28 @@ CONTRACT: dict[str, TableSpec] = {t.name: t for t in (
         _C("event_id", "id", True), _C("event_ts", "ts", True), _C("channel", "channel", True),
         _C("event_type", "category", True, values=EVENT_TYPES),
         _C("customer_id", "id", references=_FK_CUSTOMER),  # empty = anonymous visitor
+        _C("record_id", "id", references=_FK_RECORD),      # or the channel system's record
         _C("session_id", "id"), _C("campaign", "text"), _C("store_id", "id"), _C("order_id", "id"),
     )),
     TableSpec("surveys", ("response_id",), (
-        _C("response_id", "id", True), _C("customer_id", "id", True, references=_FK_CUSTOMER),
+        _C("response_id", "id", True), _C("customer_id", "id", references=_FK_CUSTOMER),
+        _C("record_id", "id", references=_FK_RECORD),
         _C("channel", "channel", True), _C("responded_at", "ts", True),
         _C("nps", "int", checks=(("between", 0, 10),)), _C("csat", "int", checks=(("between", 1, 5),)),
         _C("ces", "int", checks=(("between", 1, 7),)), _C("awareness_source", "text"),
     )),
     TableSpec("tickets", ("ticket_id",), (
-        _C("ticket_id", "id", True), _C("customer_id", "id", True, references=_FK_CUSTOMER),
+        _C("ticket_id", "id", True), _C("customer_id", "id", references=_FK_CUSTOMER),
+        _C("record_id", "id", references=_FK_RECORD),
         _C("channel", "channel", True), _C("opened_at", "ts", True),
         _C("first_response_at", "ts"), _C("resolved_at", "ts"),
         _C("contacts", "int", checks=(("ge", 1),)), _C("topic", "text"),
     )),
     TableSpec("experiments", ("experiment_id", "unit_id"), (
-        _C("experiment_id", "id", True), _C("unit_id", "id", True, references=_FK_CUSTOMER),
-        _C("variant", "text", True), _C("assigned_at", "ts", True),
+        # unit_id may be any id (a customer, a record, a session, a store); the store links
+        # it to a customer only where it matches one
+        _C("experiment_id", "id", True), _C("unit_id", "id", True),
+        _C("variant", "text", True), _C("assigned_at", "ts"),
         _C("is_control", "bool"), _C("planned_share", "float", checks=(("open_closed", 0, 1),)),
         _C("pre_revenue", "float", checks=(("ge", 0),)), _C("pre_orders", "int", checks=(("ge", 0),)),
         _C("channel", "channel"),
@@ -166,7 +174,15 @@ CONTRACT: dict[str, TableSpec] = {t.name: t for t in (
 )}
 
 TABLES: tuple[str, ...] = tuple(CONTRACT)
-REQUIRED_TABLES: tuple[str, ...] = ("customers", "orders")
+REQUIRED_TABLES: tuple[str, ...] = ("orders",)
+# Rows that belong to a person name them by the unified ``customer_id`` or by the channel
+# system's ``record_id`` (siloed exports); every row of these tables needs one of the two
+# (touchpoints may be anonymous).
+PERSON_KEYS: dict[str, tuple[str, ...]] = {
+    "orders": ("customer_id", "record_id"),
+    "surveys": ("customer_id", "record_id"),
+    "tickets": ("customer_id", "record_id"),
+}
 # Timestamp pairs that must be ordered: (table, later column, earlier column, what it means).
 ORDERED_TIMESTAMPS = (
     ("tickets", "first_response_at", "opened_at", "answered before it was opened"),
@@ -665,6 +681,29 @@ def _not_null(name, df, failed, file) -> list[Problem]:
     return out
 
 
+def _person_key(name, df, failed, file) -> list[Problem]:
+    """Rows of ``PERSON_KEYS`` tables must name a person: a ``customer_id`` or a ``record_id``."""
+    cols = PERSON_KEYS.get(name)
+    if not cols:
+        return []
+    present = [c for c in cols if c in df.columns]
+    if not present:
+        return [Problem(name, cols[0], "column present", len(df), [], file,
+                        f"has neither {' nor '.join(cols)}, so no row can be tied to a person: give the unified "
+                        f"customer id, or the channel system's record id (a row of identities), and map it under "
+                        f"data.tables.{name}.columns in omni.yaml")]
+    mask = np.ones(len(df), dtype=bool)
+    for c in present:
+        mask &= df[c].isna().to_numpy()
+        if (name, c) in failed:  # already reported as unreadable
+            mask &= ~np.asarray(failed[(name, c)], dtype=bool)
+    n = _count(mask)
+    if not n:
+        return []
+    return [Problem(name, present[0], "not null", n, _row_labels(mask, file), file,
+                    _rows(n, f"have no {' and no '.join(present)} (each row needs one to name its customer)"))]
+
+
 def _unique_key(name, df, file) -> list[Problem]:
     # By hand: pandera's unique= reports every duplicate as a failure case (slow when
     # there are many), and we want rows and distinct keys counted.
@@ -809,6 +848,7 @@ def check_conformed(tables: Mapping[str, pd.DataFrame | None], config: "Config",
         usable.add(name)
         problems += _run_pandera(name, df, config, file)
         problems += _not_null(name, df, failed, file)
+        problems += _person_key(name, df, failed, file)
         problems += _unique_key(name, df, file)
         problems += _after_data_end(name, df, config, file)
         problems += _ordered(name, df, file)

@@ -594,7 +594,7 @@ def _cfg(tmp_path, **data) -> Path:
     ({"data": {"tables": {"customers": {"path": "c.csv"},
                           "orders": {"path": "o.csv", "columns": {"amount": "total"}}}}},
      "data.tables.orders.columns"),
-    ({"data": {"tables": {"orders": {"path": "o.csv"}}}}, "data.tables.customers"),
+    ({"data": {"tables": {"customers": {"path": "c.csv"}}}}, "data.tables.orders"),
     ({"timezone": "Asia/Jakartaa"}, "timezone"),
     ({"timezon": "Asia/Jakarta"}, "timezon"),
     ({"channels": {"web": {"kind": "online", "role": "sale"}}}, "channels.web.role"),

@@ -28,9 +28,13 @@ def _nb(path: Path, cells: list[str], params: str = "scale = 1") -> Path:
 
 @pytest.fixture()
 def project(tmp_path: Path, monkeypatch) -> Path:
-    """A project folder without omni.yaml, as the working directory."""
+    """A project folder with its own omni.yaml and notebooks/, as the working directory.
+
+    The test notebooks declare no data (no ``omni.requires`` metadata), so no store is built.
+    """
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OMNI_CONFIG", raising=False)
+    (tmp_path / "omni.yaml").write_text("mode: sample\ndata: {format: csv, root: data, tables: {orders: o.csv}}\n")
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     _nb(nbs / "00_good.ipynb", [

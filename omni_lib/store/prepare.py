@@ -1,0 +1,467 @@
+"""``omni prepare``: raw exports -> one prepared store (an embedded DuckDB file).
+
+The store is the staged layer every analysis reads (dbt's staging models,
+cookiecutter-data-science's raw -> interim -> processed). Built once per change of the
+config or an input file, in these steps:
+
+1. **read + validate** every configured table against the contract (the same full
+   problem list as ``omni validate``; a problem stops the prepare and the previous
+   store stays as it was);
+2. **unify**: identity resolution links the channel records (``identities``) into
+   unified customers; every row keyed by a channel ``record_id`` gets that customer's
+   ``customer_id`` (a ``customer_id`` given in the data is used as given);
+3. **customers**: the given table, or one derived from the records and orders (first
+   seen, acquisition channel = channel of the first order, region = the records' city);
+4. **consent**: customers without analytics consent are dropped from every analysis
+   table (the rule in :mod:`omni_lib.privacy`);
+5. **pseudonymise**: raw e-mails, phones and names never enter the store; the record
+   map carries keyed hashes only;
+6. **write** atomically (a new file, then one rename) with a ``_meta`` table holding
+   the fingerprint, counts, consent and identity summaries.
+
+The fingerprint covers the config file, every input file's path, size and mtime, the
+store format version and a keyed digest of the pseudonymisation key, so a changed
+export, config or key is noticed and anything else reuses the store.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import hmac
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from omni_lib.config import Config, ConfigError, load_config
+from omni_lib.schema import CONTRACT, PERSON_KEYS, TABLES, ContractError
+
+log = logging.getLogger(__name__)
+
+#: bump when the store's layout or meaning changes: every store is rebuilt
+STORE_VERSION = "1"
+#: tables whose rows belong to a person (by customer_id, or record_id to be mapped)
+PERSON_TABLES = ("orders", "touchpoints", "surveys", "tickets")
+#: thresholds at which the record -> customer labels are kept for the identity report
+CURVE_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+
+
+class StoreError(RuntimeError):
+    """The store cannot be built or read (the message says what to do)."""
+
+
+# --------------------------------------------------------------------------- fingerprint
+def _input_files(cfg: Config) -> list[Path]:
+    files: list[Path] = []
+    if cfg.database is not None:
+        files.append(Path(cfg.database))
+    for name in TABLES:
+        if name in cfg.tables and cfg.table_format(name) != "duckdb":
+            files.append(Path(cfg.source(name)))
+    return files
+
+
+def fingerprint(cfg: Config, key: bytes | None = None) -> str:
+    """What the store was built from: config bytes, input files (path, size, mtime), version."""
+    h = hashlib.sha256()
+    h.update(f"store {STORE_VERSION}\n".encode())
+    if cfg.path is not None and Path(cfg.path).is_file():
+        h.update(Path(cfg.path).read_bytes())
+    for f in _input_files(cfg):
+        try:
+            st = f.stat()
+            h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}|missing\n".encode())
+    if key is not None:  # a new key means new pseudonyms; the digest does not reveal the key
+        h.update(hmac.new(key, b"omni-store-fingerprint", hashlib.sha256).digest())
+    return h.hexdigest()
+
+
+def read_meta(path: Path) -> dict | None:
+    """The ``_meta`` of a store file, or None when there is no readable store."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        rows = con.execute("SELECT key, value FROM _meta").fetchall()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return {k: json.loads(v) for k, v in rows}
+
+
+def is_current(cfg: Config, key: bytes | None = None) -> bool:
+    """True when the store exists and was built from exactly this config and these files."""
+    meta = read_meta(cfg.store_path)
+    return bool(meta) and meta.get("fingerprint") == fingerprint(cfg, key)
+
+
+# --------------------------------------------------------------------------- progress
+class _Steps:
+    """Progress per step as plain lines (a log file stays readable), with timings."""
+
+    def __init__(self, enabled: bool, out=None):
+        self.enabled = enabled
+        self.out = out or sys.stderr
+        self.timings: dict[str, float] = {}
+        self._name: str | None = None
+        self._t0 = 0.0
+
+    def __call__(self, name: str) -> None:
+        self.done()
+        self._name, self._t0 = name, time.perf_counter()
+        if self.enabled:
+            print(f"prepare: {name} ...", file=self.out, flush=True)
+
+    def done(self) -> None:
+        if self._name is not None:
+            dt = time.perf_counter() - self._t0
+            self.timings[self._name] = round(dt, 2)
+            if self.enabled:
+                print(f"prepare: {self._name} done in {dt:.1f} s", file=self.out, flush=True)
+            self._name = None
+
+
+# --------------------------------------------------------------------------- the pipeline
+def prepare(config: Config | str | os.PathLike | None = None, *, force: bool = False,
+            progress: bool = True, resolver_params: dict | None = None) -> dict:
+    """Build the store if the config or an input changed (or ``force``); return its meta.
+
+    Raises ``ContractError`` (every problem, as ``omni validate``) or ``ConfigError``;
+    the previous store is then left untouched.
+    """
+    from omni_lib import privacy
+
+    cfg = config if isinstance(config, Config) else load_config(config)
+    key = privacy.pseudonym_key(cfg)
+    fp = fingerprint(cfg, key)
+    meta = read_meta(cfg.store_path)
+    if not force and meta and meta.get("fingerprint") == fp:
+        if progress:
+            print(f"prepare: the store {cfg.store_path} is up to date", file=sys.stderr)
+        return {**meta, "rebuilt": False}
+    steps = _Steps(progress)
+    t_start = time.perf_counter()
+
+    steps("read and validate")
+    from omni_lib import io
+
+    names = [t for t in TABLES if t in cfg.tables]
+    frames, problems, notes = io._load(cfg, names, True)
+    if problems:
+        steps.done()
+        raise ContractError(problems)
+    frames = {k: v for k, v in frames.items() if v is not None}
+    rows_in = {k: int(len(v)) for k, v in frames.items()}
+
+    steps("unify identities")
+    record_map, identity_meta, identity_tables = _unify(cfg, frames, key, resolver_params or {})
+
+    steps("map rows to customers")
+    frames, mapping_meta = _map_rows(frames, record_map)
+
+    steps("customers")
+    customers, customers_meta = _customers(cfg, frames, record_map)
+
+    steps("consent")
+    frames, customers, record_map, consent = _consent(cfg, frames, customers, record_map)
+
+    steps("write the store")
+    meta = {
+        "fingerprint": fp,
+        "store_version": STORE_VERSION,
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "config": str(cfg.path) if cfg.path else None,
+        "data_root": str(cfg.root),
+        "timezone": cfg.timezone,
+        "currency": cfg.currency,
+        "data_end": cfg.data_end.isoformat() if cfg.data_end is not None else None,
+        "tables_configured": names,
+        "rows_in": rows_in,
+        "notes": notes + mapping_meta["notes"] + customers_meta["notes"],
+        "consent": consent,
+        "identity": identity_meta,
+        "customers": customers_meta,
+        "mapping": mapping_meta,
+    }
+    tables = {**frames, "customers": customers, "record_map": record_map, **identity_tables}
+    tables.pop("identities", None)  # raw PII never enters the store
+    meta["rows"] = {k: int(len(v)) for k, v in tables.items()}
+    steps.timings["write the store"] = 0.0
+    _write(cfg.store_path, tables, meta, cfg.timezone)
+    steps.done()
+    meta["timings"] = steps.timings
+    meta["seconds"] = round(time.perf_counter() - t_start, 2)
+    _write_meta(cfg.store_path, {"timings": steps.timings, "seconds": meta["seconds"]})
+    if progress:
+        print(f"prepare: store written to {cfg.store_path} in {meta['seconds']:.1f} s", file=sys.stderr)
+    return {**meta, "rebuilt": True}
+
+
+# --------------------------------------------------------------------------- steps
+def _record_ids_in(frames: dict[str, pd.DataFrame]) -> pd.Series:
+    parts = [df["record_id"].dropna() for name, df in frames.items()
+             if name in PERSON_TABLES and "record_id" in df]
+    if not parts:
+        return pd.Series([], dtype="string")
+    return pd.concat(parts, ignore_index=True).drop_duplicates().astype("string")
+
+
+def _unify(cfg: Config, frames: dict[str, pd.DataFrame], key: bytes, params: dict
+           ) -> tuple[pd.DataFrame, dict, dict[str, pd.DataFrame]]:
+    """Record -> unified customer map (no raw PII), identity summary, tables for report 01."""
+    ident = frames.get("identities")
+    if ident is None or ident.empty:
+        rids = _record_ids_in(frames)
+        rm = pd.DataFrame({"record_id": rids.to_numpy(), "source": pd.array([None] * len(rids), dtype="string"),
+                           "customer_id": rids.to_numpy(), "linked_by": "no identities table"})
+        for c in ("record_id", "source", "customer_id", "linked_by"):
+            rm[c] = rm[c].astype("string")
+        note = ("no identities table: each channel record id is its own customer (records of one person in "
+                "two channel systems are not linked)" if len(rids) else "")
+        return rm, {"resolved": False, "records": int(len(rids)), "note": note}, {}
+
+    from omni_lib import identity
+
+    p = {"threshold": 0.5, "seed": 42, **params}
+    resolver = identity.IdentityResolver(key=key, **p).fit(ident)
+    links = resolver.links_.copy()
+    # creation time and consent recorded by each channel system travel with the record
+    extra_cols = [c for c in ("created_at", "consent_analytics", "consent_marketing", "city") if c in ident]
+    extra = ident.drop_duplicates("record_id").set_index("record_id")[extra_cols]
+    links = links.join(extra, on="record_id")
+    if "city" in links:  # a city is not a direct identifier; kept normalised for the region
+        links["city"] = links["city"].astype("string").str.strip().str.title()
+    tables: dict[str, pd.DataFrame] = {}
+    # labels at other thresholds (the identity report's quality curve), reusing the scored pairs
+    curve = pd.DataFrame({"record_id": links["record_id"]})
+    for t in CURVE_THRESHOLDS:
+        lab = resolver.recluster(t).set_index("record_id")["customer_id"]
+        curve[f"t_{t:g}"] = curve["record_id"].map(lab).astype("string")
+    tables["identity_curve"] = curve
+    tables["identity_review"] = resolver.borderline_pairs(100)
+    model_rows = []
+    for comp in resolver.model_.get("comparisons", []):
+        for lvl in comp["comparison_levels"]:
+            if lvl.get("is_null_level"):
+                continue
+            m, u = lvl.get("m_probability"), lvl.get("u_probability")
+            model_rows.append({"comparison": comp["output_column_name"], "level": lvl["label_for_charts"],
+                               "m": m, "u": u, "weight": float(np.log2(m / u)) if m and u else None})
+    tables["identity_model"] = pd.DataFrame(model_rows, columns=["comparison", "level", "m", "u", "weight"])
+    meta = {"resolved": True, "records": int(len(links)), "params": p,
+            "counts": {k: (int(v) if isinstance(v, (int, np.integer)) else v) for k, v in resolver.counts_.items()},
+            "timings": resolver.timings_,
+            "prior": resolver.model_.get("probability_two_random_records_match"),
+            "model_skipped": bool(getattr(resolver, "model_skipped_", False))}
+    # record ids used by rows but absent from identities: each is its own customer
+    missing = _record_ids_in(frames)
+    missing = missing[~missing.isin(links["record_id"])]
+    if len(missing):
+        add = pd.DataFrame({"record_id": missing.to_numpy(), "customer_id": missing.to_numpy(),
+                            "linked_by": "not in identities"})
+        links = pd.concat([links, add], ignore_index=True)
+    for c in ("record_id", "source", "customer_id", "linked_by"):
+        links[c] = links[c].astype("string")
+    return links, meta, tables
+
+
+def _map_rows(frames: dict[str, pd.DataFrame], record_map: pd.DataFrame
+              ) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Fill ``customer_id`` from ``record_id`` through the record map (given ids are kept)."""
+    lookup = record_map.set_index("record_id")["customer_id"]
+    out = dict(frames)
+    counts, notes = {}, []
+    for name in PERSON_TABLES:
+        df = frames.get(name)
+        if df is None or "record_id" not in df:
+            continue
+        mapped = df["record_id"].map(lookup).astype("string")
+        if "customer_id" in df:
+            given = df["customer_id"].astype("string")
+            n_given = int(given.notna().sum())
+            cust = given.fillna(mapped)
+        else:
+            n_given, cust = 0, mapped
+        df = df.copy()
+        df["customer_id"] = cust
+        counts[name] = {"given": n_given, "from_record": int((cust.notna()).sum()) - n_given,
+                        "no_customer": int(cust.isna().sum())}
+        out[name] = df
+    exp = frames.get("experiments")
+    if exp is not None:
+        exp = exp.copy()
+        exp["unit_id"] = exp["unit_id"].astype("string")
+        exp["customer_id"] = exp["unit_id"].map(lookup).astype("string")
+        out["experiments"] = exp
+    if any(v["from_record"] for v in counts.values()):
+        notes.append("rows keyed by channel record ids were mapped to unified customers: " + "; ".join(
+            f"{t} {v['from_record']:,}" for t, v in counts.items() if v["from_record"]))
+    return out, {"rows": counts, "notes": notes}
+
+
+def _customers(cfg: Config, frames: dict[str, pd.DataFrame], record_map: pd.DataFrame
+               ) -> tuple[pd.DataFrame, dict]:
+    """The given customers table, with any customer only the record map knows added; or derived."""
+    given = frames.get("customers")
+    ids = [] if given is not None else [record_map["customer_id"]]
+    for name in PERSON_TABLES:
+        df = frames.get(name)
+        if df is not None and "customer_id" in df:
+            ids.append(df["customer_id"])
+    all_ids = pd.Index(pd.concat(ids, ignore_index=True).dropna().astype("string").unique(), name="customer_id")
+    orders = frames["orders"]
+    o = orders[orders["customer_id"].notna()]
+    first = o.sort_values("order_ts", kind="stable").drop_duplicates("customer_id").set_index("customer_id")
+    if given is not None:
+        extra = all_ids.difference(pd.Index(given["customer_id"].astype("string")))
+        meta = {"derived": False, "given": int(len(given)), "added_from_records": int(len(extra)), "notes": []}
+        if len(extra) == 0:
+            return given.reset_index(drop=True), meta
+        add = _derive(extra, first, record_map, cfg.timezone)
+        meta["notes"].append(f"{len(extra):,} unified customers known only from channel records were added "
+                             "to the customers table (derived first seen, acquisition channel, region)")
+        return pd.concat([given, add], ignore_index=True), meta
+    cust = _derive(all_ids, first, record_map, cfg.timezone)
+    meta = {"derived": True, "given": 0, "added_from_records": int(len(cust)),
+            "notes": ["no customers table: customers were derived (first seen = first record or order, "
+                      "acquisition channel = channel of the first order, region = the records' city)"]}
+    return cust, meta
+
+
+def _derive(ids: pd.Index, first_orders: pd.DataFrame, record_map: pd.DataFrame, tz: str) -> pd.DataFrame:
+    out = pd.DataFrame(index=pd.Index(ids, name="customer_id"))
+    fo = first_orders.reindex(out.index)
+    first_seen = fo["order_ts"]
+    if "created_at" in record_map:
+        created = record_map.groupby("customer_id")["created_at"].min()
+        first_seen = pd.concat([first_seen, created.reindex(out.index)], axis=1).min(axis=1)
+    out["first_seen"] = pd.to_datetime(first_seen).dt.tz_convert(tz) if len(out) else pd.Series(
+        [], dtype=f"datetime64[us, {tz}]")
+    out["acquisition_channel"] = fo["channel"].astype("string")
+    if "city" in record_map:
+        city = (record_map.dropna(subset=["city"]).groupby(["customer_id", "city"]).size()
+                .reset_index(name="n").sort_values(["customer_id", "n", "city"], ascending=[True, False, True])
+                .drop_duplicates("customer_id").set_index("customer_id")["city"])
+        out["region"] = city.reindex(out.index).astype("string")
+    else:
+        out["region"] = pd.array([None] * len(out), dtype="string")
+    for col in ("consent_analytics", "consent_marketing"):
+        if col in record_map:
+            out[col] = _unified_consent(record_map, col).reindex(out.index)
+    return out.reset_index()
+
+
+def _unified_consent(record_map: pd.DataFrame, col: str) -> pd.Series:
+    """One customer's consent from their records: a refusal in any channel system wins;
+    otherwise consent when at least one system recorded it; else unknown (NA)."""
+    v = record_map[["customer_id", col]].dropna(subset=["customer_id"])
+    val = v[col].astype("boolean")
+    g = pd.DataFrame({"customer_id": v["customer_id"], "yes": val.eq(True).fillna(False),
+                      "no": val.eq(False).fillna(False)}).groupby("customer_id")
+    yes, no = g["yes"].any(), g["no"].any()
+    out = pd.Series(pd.NA, index=yes.index, dtype="boolean")
+    out[yes] = True
+    out[no] = False
+    return out
+
+
+def _consent(cfg: Config, frames: dict[str, pd.DataFrame], customers: pd.DataFrame, record_map: pd.DataFrame):
+    """Drop customers without analytics consent from every analysis table (privacy rule)."""
+    from omni_lib import privacy
+
+    has_col = "consent_analytics" in customers
+    if not has_col:
+        if cfg.consent_default is None and not privacy.is_sample_mode(cfg):
+            raise ConfigError(
+                "privacy.consent_default: your data records no analytics consent (no consent_analytics column "
+                "in customers or identities), so omni.yaml must say what applies: `privacy: {consent_default: "
+                "true}` if consent was collected outside this data (everyone is analysed), or false")
+        allow = True if cfg.consent_default is None else bool(cfg.consent_default)
+        customers = customers.copy()
+        customers["consent_analytics"] = allow
+        note_src = ("no consent_analytics column: every customer is included" if cfg.consent_default is None
+                    else f"no consent_analytics column: privacy.consent_default is {str(allow).lower()}")
+    else:
+        note_src = None
+        if cfg.consent_default is not None:
+            customers = customers.copy()
+            customers["consent_analytics"] = customers["consent_analytics"].astype("boolean").fillna(
+                cfg.consent_default)
+    tables = {**frames, "customers": customers}
+    out, info = privacy.apply_consent(tables)
+    if note_src and not info["excluded_customers"]:
+        info["note"] = note_src
+    excluded = set(customers.loc[~customers["consent_analytics"].astype("boolean").eq(True).fillna(False)
+                                 .to_numpy(dtype=bool), "customer_id"])
+    exp = out.get("experiments")
+    if exp is not None and "customer_id" in exp and excluded:
+        drop = exp["customer_id"].isin(excluded).to_numpy(dtype=bool)
+        info["rows_removed"]["experiments"] = int(drop.sum())
+        out["experiments"] = exp.loc[~drop].reset_index(drop=True)
+    rm = record_map.copy()
+    given_ids = set(customers["customer_id"])
+    if rm["customer_id"].isin(given_ids).all() or frames.get("orders") is None:
+        rm["analysed"] = ~rm["customer_id"].isin(excluded).to_numpy(dtype=bool)
+    else:  # unified ids beside given customer ids: consent through the orders that tie records to them
+        from omni_lib import identity
+
+        ok, _ = identity.consent_by_unified_customer(rm, frames["orders"], customers)
+        rm["analysed"] = rm["customer_id"].map(ok).fillna(False).astype(bool).to_numpy()
+    customers_out = out.pop("customers")
+    info = {k: v for k, v in info.items()}
+    return out, customers_out, rm, info
+
+
+# --------------------------------------------------------------------------- writing
+def _write(path: Path, tables: dict[str, pd.DataFrame], meta: dict, tz: str) -> None:
+    """Write every table into a new DuckDB file, then rename it over the old one (atomic)."""
+    from omni_lib.report import to_jsonable
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        if p.exists():
+            p.unlink()
+    con = duckdb.connect(str(tmp))
+    try:
+        con.execute(f"SET TimeZone = '{tz}'")
+        for name, df in tables.items():
+            con.register("_df", df)
+            con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _df')
+            con.unregister("_df")
+        con.execute("CREATE TABLE _meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.executemany("INSERT INTO _meta VALUES (?, ?)",
+                        [(k, json.dumps(to_jsonable(v), ensure_ascii=False)) for k, v in meta.items()])
+        con.execute("CHECKPOINT")
+    except BaseException:
+        con.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    con.close()
+    os.replace(tmp, path)
+
+
+def _write_meta(path: Path, values: dict[str, Any]) -> None:
+    from omni_lib.report import to_jsonable
+
+    con = duckdb.connect(str(path))
+    try:
+        for k, v in values.items():
+            con.execute("INSERT OR REPLACE INTO _meta VALUES (?, ?)", [k, json.dumps(to_jsonable(v))])
+    finally:
+        con.close()
