@@ -117,7 +117,8 @@ def channel_totals(tables: Tables) -> pd.DataFrame:
         g = o.groupby(o["channel"].astype("string"), observed=True)
         out["orders"] = g.size()
         out["revenue"] = g["revenue"].sum()
-        out["buying_customers"] = g["customer_id"].nunique()
+        # siloed exports name the channel account (record_id), not the person
+        out["buying_customers"] = g["customer_id" if "customer_id" in o else "record_id"].nunique()
     for name in ("touchpoints", "tickets"):
         df = tables.get(name)
         if df is not None and not df.empty:
@@ -176,11 +177,18 @@ def quality_findings(tables: Tables, channels: Iterable[str] | None = None,
                 add("error", name, "channel", f"unknown channels {names}", unknown.sum(), n)
 
     customers = tables.get("customers")
-    known = set(customers["customer_id"]) if customers is not None and "customer_id" in customers else None
+    known_c = set(customers["customer_id"]) if customers is not None and "customer_id" in customers else None
+    ident = tables.get("identities")
+    known_r = set(ident["record_id"]) if ident is not None and "record_id" in ident else None
     for name, col in CUSTOMER_COLUMN.items():
         df = tables.get(name)
-        if df is None or col not in df or df.empty:
+        if df is None or df.empty:
             continue
+        if col not in df:  # a siloed export: rows name the channel system's record
+            if "record_id" not in df:
+                continue
+            col = "record_id"
+        known = known_c if col == "customer_id" else known_r
         missing = df[col].isna()
         if name == "orders" and missing.any():
             add("warning", name, col, "orders not linked to a customer", missing.sum(), len(df))
@@ -189,7 +197,8 @@ def quality_findings(tables: Tables, channels: Iterable[str] | None = None,
         if known is not None:
             orphan = ~missing & ~df[col].isin(known)
             if orphan.any():
-                add("error", name, col, "customer id not in customers", orphan.sum(), len(df))
+                add("error", name, col, "customer id not in customers" if col == "customer_id"
+                    else "record id not in identities", orphan.sum(), len(df))
 
     orders = tables.get("orders")
     if orders is not None and "status" in orders and not orders.empty:
@@ -257,6 +266,7 @@ def headline(overview: pd.DataFrame, findings: pd.DataFrame, tables: Tables) -> 
     figures = {
         "tables_loaded": int(len(ov)),
         "customers": int(len(customers)) if customers is not None else 0,
+        "channel_accounts": int(len(tables["identities"])) if tables.get("identities") is not None else 0,
         "orders": int(len(orders)) if orders is not None else 0,
         "revenue": float(_revenue(orders).sum()) if orders is not None else 0.0,
         "first_order": ov.loc["orders", "first"] if "orders" in ov.index else None,
@@ -268,7 +278,10 @@ def headline(overview: pd.DataFrame, findings: pd.DataFrame, tables: Tables) -> 
     days = int(ov.loc["orders", "days_covered"]) if "orders" in ov.index else 0
     verdict = ("the data meets the contract" if n_err == 0
                else f"{n_err} contract error(s) must be fixed before the analyses can be trusted")
-    text = (f"{figures['orders']:,} orders from {figures['customers']:,} customers over {days:,} days "
+    who = (f"{figures['customers']:,} customers" if customers is not None
+           else f"{figures['channel_accounts']:,} channel accounts (one person may hold several)"
+           if figures["channel_accounts"] else "customers not yet known")
+    text = (f"{figures['orders']:,} orders from {who} over {days:,} days "
             f"in {figures['sales_channels_used']} sales channels; {verdict}"
             + (f", {n_warn} warning(s) to review." if n_warn else "."))
     return text, figures

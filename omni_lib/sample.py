@@ -36,7 +36,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-GENERATOR_VERSION = "1.2.0"   # 1.1: a second SIM's operator drawn independently; 1.2: so is a second e-mail's number
+GENERATOR_VERSION = "2.0.0"   # 1.1: a second SIM's operator drawn independently; 1.2: so is a second e-mail's number;
+# 2.0: siloed, as real exports are: orders, touchpoints, surveys, tickets and experiments name the channel
+# record (identities.record_id), never the person; no customers table (the person lives in truth/ only)
 
 DEFAULTS = {
     "out_dir": "data/sample",
@@ -57,8 +59,8 @@ DEFAULTS = {
 
 TZ = DEFAULTS["timezone"]
 CHUNK_SIZE = DEFAULTS["chunk_size"]
-TABLES = ("identities", "customers", "orders", "touchpoints", "surveys", "tickets",
-          "experiments", "spend", "prices")
+TABLES = ("identities", "orders", "touchpoints", "surveys", "tickets",
+          "experiments", "spend", "prices")  # siloed: no customers table (see GENERATOR_VERSION 2.0)
 
 
 def _day(iso: str) -> float:
@@ -893,6 +895,26 @@ def _gen_chunk(ctx: _Ctx, rng: np.random.Generator, n: int, writer: _Writer, ste
     np.minimum.at(first_seen, r_c, created)
 
     ids_tab, id_truth = _identity_table(rng, ctx, n, r_c, r_src, created, perm, seg, city, inset, consent_mk)
+    # consent as each channel system recorded it: the person's own choice, on every record of theirs
+    ids_tab = ids_tab.append_column("consent_analytics", pa.array(consent_an[id_truth["cust_sorted"]])) \
+        .append_column("consent_marketing", pa.array(consent_mk[id_truth["cust_sorted"]]))
+    # Siloed keys: a row names the person's record in the channel's own system where they have one
+    # (web shop account, app user, marketplace buyer, loyalty card, WhatsApp number), otherwise the
+    # record the marketing stack knows them by (their first account). No new random draws.
+    ch2s = np.full(len(CHANNELS), -1, dtype=np.int64)
+    ch2s[SALES_CH] = np.arange(len(SALES))
+    by_first = np.lexsort((created, r_c))
+    firsts = by_first[np.r_[True, r_c[by_first][1:] != r_c[by_first][:-1]]] if NR else by_first
+    prim = np.full(n, -1, dtype=np.int64)
+    prim[r_c[firsts]] = rec_pos[firsts]
+
+    def rec_of(c: np.ndarray, ch: np.ndarray) -> np.ndarray:
+        """Position of the record a row of person ``c`` (-1 = anonymous) in channel ``ch`` names."""
+        c = np.asarray(c, dtype=np.int64)
+        s_ = ch2s[np.asarray(ch, dtype=np.int64)]
+        cc = np.maximum(c, 0)
+        r = np.where((c >= 0) & (s_ >= 0), rec_lookup[cc, np.maximum(s_, 0)], -1)
+        return np.where(r >= 0, r, np.where(c >= 0, prim[cc], -1))
 
     # customers table
     cust_ids = ctx.next_ids("customer", n)
@@ -1136,7 +1158,7 @@ def _gen_chunk(ctx: _Ctx, rng: np.random.Generator, n: int, writer: _Writer, ste
         "event_ts": _ts(E_t),
         "channel": _take(CHANNELS, E_ch),
         "event_type": _take(EVENT_TYPES, E_et),
-        "customer_id": _take(cust_ids, E_c),
+        "record_id": _take(rec_ids, rec_of(E_c, E_ch)),
         "session_id": _take(sess_ids, E_s),
         "campaign": _take(CAMPAIGNS, E_cp),
         "store_id": _take(STORE_IDS, E_st),
@@ -1177,7 +1199,7 @@ def _gen_chunk(ctx: _Ctx, rng: np.random.Generator, n: int, writer: _Writer, ste
     topic = np.where(returned[tk_o], 1, _cat(rng, [0.34, 0.0, 0.18, 0.22, 0.16, 0.10], NT))
     tk_ids = ctx.next_ids("ticket", NT)
     tickets = pa.table({
-        "ticket_id": tk_ids, "customer_id": _take(cust_ids, tk_c), "channel": _take(CHANNELS, tk_ch),
+        "ticket_id": tk_ids, "record_id": _take(rec_ids, rec_of(tk_c, tk_ch)), "channel": _take(CHANNELS, tk_ch),
         "opened_at": _ts(tk_t), "first_response_at": _ts(t_fr), "resolved_at": _ts(t_res),
         "contacts": pa.array(contacts.astype(np.int64)), "topic": _take(TICKET_TOPICS, topic)})
     ctx.add("tickets", NT)
@@ -1226,7 +1248,7 @@ def _gen_chunk(ctx: _Ctx, rng: np.random.Generator, n: int, writer: _Writer, ste
     ans_arr = pc.if_else(pa.array(case < 0.12), pc.utf8_lower(ans_arr),
                          pc.if_else(pa.array(case > 0.95), pc.utf8_upper(ans_arr), ans_arr))
     surveys = pa.table({
-        "response_id": ctx.next_ids("survey", NS), "customer_id": _take(cust_ids, S_c),
+        "response_id": ctx.next_ids("survey", NS), "record_id": _take(rec_ids, rec_of(S_c, S_ch)),
         "channel": _take(CHANNELS, S_ch), "responded_at": _ts(S_t),
         "nps": pa.array(nps), "csat": pa.array(csat), "ces": pa.array(ces),
         "awareness_source": ans_arr})
@@ -1239,7 +1261,7 @@ def _gen_chunk(ctx: _Ctx, rng: np.random.Generator, n: int, writer: _Writer, ste
         "region": _take([c[1] for c in CITIES], city),
         "consent_analytics": pa.array(consent_an), "consent_marketing": pa.array(consent_mk)})
     orders = pa.table({
-        "order_id": ord_ids, "customer_id": _take(cust_ids, A_c), "order_ts": _ts(A_t),
+        "order_id": ord_ids, "order_ts": _ts(A_t),
         "channel": _take(SALES, A_ch), "net_amount": pa.array(amount, pa.float64()),
         "record_id": _take(rec_ids, o_rec), "store_id": _take(STORE_IDS, store_o),
         "items": pa.array(items.astype(np.int64)), "discount": pa.array(discount, pa.float64()),
@@ -1274,7 +1296,7 @@ def _gen_chunk(ctx: _Ctx, rng: np.random.Generator, n: int, writer: _Writer, ste
     vidx = np.array([[vnames_all.index(v[0]) for v in e["variants"]] + [0] * (3 - len(e["variants"]))
                      for e in EXPERIMENTS])
     exps = pa.table({
-        "experiment_id": _take(EXP_IDS, X_x), "unit_id": _take(cust_ids, X_c),
+        "experiment_id": _take(EXP_IDS, X_x), "unit_id": _take(rec_ids, prim[X_c]),
         "variant": _take(vnames_all, vidx[X_x, X_v] if len(X_x) else np.zeros(0, int)),
         "assigned_at": _ts(X_t), "is_control": pa.array(X_ctrl.astype(bool)),
         "planned_share": pa.array(X_sh.astype(float), pa.float64()),
@@ -1282,7 +1304,6 @@ def _gen_chunk(ctx: _Ctx, rng: np.random.Generator, n: int, writer: _Writer, ste
         "pre_orders": pa.array(pre_orders), "channel": _take(CHANNELS, X_ch)})
 
     writer.write("identities", ids_tab)
-    writer.write("customers", customers)
     writer.write("orders", orders)
     writer.write("touchpoints", touch)
     writer.write("surveys", surveys)
@@ -1314,6 +1335,8 @@ def _gen_chunk(ctx: _Ctx, rng: np.random.Generator, n: int, writer: _Writer, ste
             ctx.add(f"nps_n_{SEG_NAMES[s_]}", int(sel.sum()))
     t_cust = pa.table({
         "customer_id": cust_ids,
+        # what a CRM's customers table would hold (the siloed sample ships none)
+        **{c: customers[c] for c in customers.column_names if c != "customer_id"},
         "segment": _take(SEG_NAMES, seg), "segment_id": pa.array(seg.astype(np.int64)),
         "acquired_at": _ts(first_t), "lambda": pa.array(lam), "p_dropout": pa.array(p_drop),
         "alive_at_end": pa.array(alive), "dropout_time": _ts(dropout_time),
@@ -1361,7 +1384,8 @@ def _gen_chunk(ctx: _Ctx, rng: np.random.Generator, n: int, writer: _Writer, ste
         xo_rows = np.nonzero(~proc)[0]
         unit_order[A_unit[xo_rows]] = xo_rows
         t_units = pa.table({
-            "experiment_id": _take(EXP_IDS, U_x), "unit_id": _take(cust_ids, U_c),
+            "experiment_id": _take(EXP_IDS, U_x), "unit_id": _take(rec_ids, prim[U_c]),
+            "customer_id": _take(cust_ids, U_c),
             "variant": _take(vnames_all, vidx[U_x, U_v]), "p_convert": pa.array(U_p),
             "converted": pa.array(U_cv), "order_id": _take(ord_ids, unit_order)})
         writer.write("truth/experiment_units", t_units)

@@ -1,8 +1,11 @@
 """Shared fixtures."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -10,11 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
-    """The default sample (data/sample), generated once if it is missing."""
-    out = ROOT / "data" / "sample"
-    if not (out / "meta.json").exists():
-        from omni_lib.sample import generate
+    """The default sample (data/sample), generated once if missing or made by another
+    generator version (a stale sample would test the old generator's data)."""
+    from omni_lib.sample import GENERATOR_VERSION, generate
 
+    out = ROOT / "data" / "sample"
+    meta = out / "meta.json"
+    version = json.loads(meta.read_text()).get("generator_version") if meta.exists() else None
+    if version != GENERATOR_VERSION:
         generate(out_dir=out)
     return out
 
@@ -22,3 +28,24 @@ def sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def sample_config(sample_dir) -> Path:
     return ROOT / "omni.yaml"
+
+
+@pytest.fixture(scope="session")
+def true_store(sample_dir, tmp_path_factory):
+    """The sample's store built with the planted identity links instead of resolution: every
+    row keyed by its true person, consent applied. For tests that check an analysis against the
+    planted truth by customer id (the bundled sample itself is siloed: rows name channel records)."""
+    from omni_lib import store
+    from omni_lib.config import load_config
+
+    cfg = dataclasses.replace(load_config(ROOT / "omni.yaml"),
+                              store_path=tmp_path_factory.mktemp("true_store") / "true.duckdb")
+    links = pd.read_parquet(sample_dir / "truth" / "identity_links.parquet", columns=["record_id", "customer_id"])
+    store.prepare(cfg, links=links, progress=False)
+    return store.Store(cfg.store_path, cfg)
+
+
+@pytest.fixture()
+def true_tables(true_store) -> dict:
+    """Fresh pandas copies of the true store's tables (a test may change them)."""
+    return {name: true_store.table(name) for name in true_store.tables}

@@ -273,6 +273,9 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
                         "pre_orders") if c in e]
     units = e[keep].reset_index(drop=True)
     units["variant"] = units["variant"].astype(str)
+    # the customer behind each unit: the store links units to customers where the id matches one
+    # (a unit may be a record, a session or a store: then it has no orders of its own)
+    units["_cust"] = (e["customer_id"] if "customer_id" in e else e["unit_id"]).to_numpy()
 
     # --- attribution and metrics
     tp = tables.get("touchpoints")
@@ -297,7 +300,7 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
     if "pre_revenue" not in units or "pre_orders" not in units:
         units = _pre_period(units, orders, pre_period_days)
         notes.append(f"pre-period covariates computed from orders in the {pre_period_days:g} days before assignment")
-    units = _segments(units, tables.get("customers"))
+    units = _segments(units, tables.get("customers")).drop(columns="_cust")
     tz = units["assigned_at"].dt.tz
     units["day"] = units["assigned_at"].dt.tz_localize(None).dt.floor("D") if tz is not None else \
         units["assigned_at"].dt.floor("D")
@@ -312,9 +315,9 @@ def _order_metrics(units: pd.DataFrame, orders: pd.DataFrame, camp_orders) -> pd
     if camp_orders is not None:
         o = o.loc[o["order_id"].isin(camp_orders)]
     o = o.loc[(o["order_ts"] >= units["assigned_at"].min()) & (o["order_ts"] < units["window_end"].max())]
-    o = o.loc[o["customer_id"].isin(units["unit_id"])]
+    o = o.loc[o["customer_id"].isin(units["_cust"])]
     cols = ["customer_id", "order_ts", "net_amount"] + (["status"] if "status" in o else [])
-    m = units[["unit_id", "assigned_at", "window_end"]].merge(o[cols], left_on="unit_id", right_on="customer_id")
+    m = units[["unit_id", "_cust", "assigned_at", "window_end"]].merge(o[cols], left_on="_cust", right_on="customer_id")
     m = m.loc[(m["order_ts"] >= m["assigned_at"]) & (m["order_ts"] < m["window_end"])]
     status = m["status"].astype(object).where(m["status"].notna(), "completed") if "status" in m else \
         pd.Series("completed", index=m.index, dtype=object)
@@ -338,8 +341,8 @@ def _sessions(units: pd.DataFrame, tp: pd.DataFrame | None) -> pd.DataFrame:
     ts = tp["event_ts"]
     t = tp.loc[(ts >= units["assigned_at"].min()) & (ts < units["window_end"].max()),
                ["customer_id", "event_ts", "session_id"]]   # cheap time filter first
-    t = t.loc[t["session_id"].notna() & t["customer_id"].isin(units["unit_id"])]
-    m = units[["unit_id", "assigned_at", "window_end"]].merge(t, left_on="unit_id", right_on="customer_id")
+    t = t.loc[t["session_id"].notna() & t["customer_id"].isin(units["_cust"])]
+    m = units[["unit_id", "_cust", "assigned_at", "window_end"]].merge(t, left_on="_cust", right_on="customer_id")
     m = m.loc[(m["event_ts"] >= m["assigned_at"]) & (m["event_ts"] < m["window_end"])]
     s = m.drop_duplicates(["unit_id", "session_id"]).groupby("unit_id", sort=False).size().rename("sessions")
     out = units.merge(s, left_on="unit_id", right_index=True, how="left")
@@ -351,11 +354,11 @@ def _pre_period(units: pd.DataFrame, orders: pd.DataFrame, days: float) -> pd.Da
     """Orders (not cancelled) and their net amount in ``[assigned_at - days, assigned_at)``."""
     o = orders.loc[(orders["order_ts"] >= units["assigned_at"].min() - pd.Timedelta(days=days))
                    & (orders["order_ts"] < units["assigned_at"].max())]
-    o = o.loc[o["customer_id"].isin(units["unit_id"])]
+    o = o.loc[o["customer_id"].isin(units["_cust"])]
     if "status" in o:
         o = o.loc[o["status"].ne("cancelled").fillna(True).astype(bool)]
-    m = units[["unit_id", "assigned_at"]].merge(o[["customer_id", "order_ts", "net_amount"]],
-                                                left_on="unit_id", right_on="customer_id")
+    m = units[["unit_id", "_cust", "assigned_at"]].merge(o[["customer_id", "order_ts", "net_amount"]],
+                                                         left_on="_cust", right_on="customer_id")
     m = m.loc[(m["order_ts"] >= m["assigned_at"] - pd.Timedelta(days=days)) & (m["order_ts"] < m["assigned_at"])]
     g = m.groupby("unit_id", sort=False).agg(pre_orders_c=("net_amount", "size"), pre_revenue_c=("net_amount", "sum"))
     out = units.drop(columns=[c for c in ("pre_orders", "pre_revenue") if c in units]).merge(
@@ -372,7 +375,7 @@ def _segments(units: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFra
     if customers is not None:
         cols = [c for c in ("acquisition_channel", "region") if c in customers]
         if cols:
-            out = out.merge(customers[["customer_id"] + cols], left_on="unit_id", right_on="customer_id",
+            out = out.merge(customers[["customer_id"] + cols], left_on="_cust", right_on="customer_id",
                             how="left").drop(columns="customer_id")
             for c in cols:
                 out[c] = out[c].astype(object).where(out[c].notna(), "unknown").astype(str)

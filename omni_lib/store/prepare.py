@@ -137,9 +137,12 @@ class _Steps:
 
 # --------------------------------------------------------------------------- the pipeline
 def prepare(config: Config | str | os.PathLike | None = None, *, force: bool = False,
-            progress: bool = True, resolver_params: dict | None = None) -> dict:
+            progress: bool = True, resolver_params: dict | None = None,
+            links: pd.DataFrame | None = None) -> dict:
     """Build the store if the config or an input changed (or ``force``); return its meta.
 
+    ``links``: a given record -> customer map (``record_id``, ``customer_id``; e.g. a CDP's
+    export, or the sample's planted truth in tests) used instead of identity resolution.
     Raises ``ContractError`` (every problem, as ``omni validate``) or ``ConfigError``;
     the previous store is then left untouched.
     """
@@ -148,6 +151,9 @@ def prepare(config: Config | str | os.PathLike | None = None, *, force: bool = F
     cfg = config if isinstance(config, Config) else load_config(config)
     key = privacy.pseudonym_key(cfg)
     fp = fingerprint(cfg, key)
+    if links is not None:
+        fp = hashlib.sha256((fp + str(pd.util.hash_pandas_object(
+            links[["record_id", "customer_id"]], index=False).sum())).encode()).hexdigest()
     meta = read_meta(cfg.store_path)
     if not force and meta and meta.get("fingerprint") == fp:
         if progress:
@@ -168,7 +174,10 @@ def prepare(config: Config | str | os.PathLike | None = None, *, force: bool = F
     rows_in = {k: int(len(v)) for k, v in frames.items()}
 
     steps("unify identities")
-    record_map, identity_meta, identity_tables = _unify(cfg, frames, key, resolver_params or {})
+    if links is not None:
+        record_map, identity_meta, identity_tables = _given_links(frames, links)
+    else:
+        record_map, identity_meta, identity_tables = _unify(cfg, frames, key, resolver_params or {})
 
     steps("map rows to customers")
     frames, mapping_meta = _map_rows(frames, record_map)
@@ -277,6 +286,26 @@ def _unify(cfg: Config, frames: dict[str, pd.DataFrame], key: bytes, params: dic
     for c in ("record_id", "source", "customer_id", "linked_by"):
         links[c] = links[c].astype("string")
     return links, meta, tables
+
+
+def _given_links(frames: dict[str, pd.DataFrame], links: pd.DataFrame):
+    """A record map from a given record -> customer table (no resolution)."""
+    ident = frames.get("identities")
+    rm = links[["record_id", "customer_id"]].astype("string").drop_duplicates("record_id")
+    if ident is not None:
+        cols = [c for c in ("source", "created_at", "consent_analytics", "consent_marketing", "city") if c in ident]
+        rm = rm.join(ident.drop_duplicates("record_id").set_index("record_id")[cols], on="record_id")
+        if "city" in rm:
+            rm["city"] = rm["city"].astype("string").str.strip().str.title()
+    rm["linked_by"] = "given"
+    missing = _record_ids_in(frames)
+    missing = missing[~missing.isin(rm["record_id"])]
+    if len(missing):
+        rm = pd.concat([rm, pd.DataFrame({"record_id": missing.to_numpy(), "customer_id": missing.to_numpy(),
+                                          "linked_by": "not in identities"})], ignore_index=True)
+    for c in ("record_id", "customer_id", "linked_by"):
+        rm[c] = rm[c].astype("string")
+    return rm.reset_index(drop=True), {"resolved": False, "given_links": True, "records": int(len(rm))}, {}
 
 
 def _map_rows(frames: dict[str, pd.DataFrame], record_map: pd.DataFrame
