@@ -47,12 +47,13 @@ def cdnow_summary() -> pd.DataFrame:
         return pd.read_csv(fh, index_col="ID")
 
 
-def load_for_modelling(dataset: str = "sample", config_path: str | None = None) -> dict:
+def load_for_modelling(dataset: str = "sample", config_path: str | None = None, store=None) -> dict:
     """Tables and settings for the churn and CLTV notebooks.
 
     ``dataset``: ``"cdnow"`` (the public CDNOW sample, dollars) or ``"sample"`` /
     ``"configured"`` (the data configured in ``omni.yaml``, after the consent rule).
     Returns ``{"tables", "currency", "data_end", "channel_kinds", "consent_note", "name"}``;
+    ``store``: an open :class:`omni_lib.store.Store` to read instead of the configured one.
     ``tables["orders"]`` holds completed and returned orders (cancelled ones are
     dropped; a returned order is a purchase occasion worth 0).
     """
@@ -67,7 +68,7 @@ def load_for_modelling(dataset: str = "sample", config_path: str | None = None) 
         raise ValueError(f"dataset must be 'sample', 'configured' or 'cdnow', got {dataset!r}")
     from .store import open_store
 
-    st = open_store(config_path)
+    st = store if store is not None else open_store(config_path)
     tables, info = st.tables, st.consent   # lazy: a table is read when first used
     orders = tables["orders"]
     if orders is None or orders.empty:

@@ -32,6 +32,7 @@ from math import factorial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -1955,3 +1956,26 @@ def generate(out_dir=DEFAULTS["out_dir"], n_customers: int = DEFAULTS["n_custome
             bar.close()
     return {"out_dir": str(out), "seed": seed, "n_customers": n_customers, "rows": rows,
             "truth_rows": truth_rows, "seconds": round(time.perf_counter() - t_start, 2)}
+
+
+def true_keyed(out_dir) -> dict[str, pd.DataFrame]:
+    """The sample's tables as if keyed by the true person: for scoring and tests only.
+
+    The generated data is siloed (rows name channel records, as real exports do); this adds
+    each row's planted ``customer_id`` (from ``truth/identity_links``; experiments through
+    ``unit_id``) and the CRM-style ``customers`` table held in ``truth/customers``.
+    """
+    d = Path(out_dir)
+    links = pd.read_parquet(d / "truth" / "identity_links.parquet",
+                            columns=["record_id", "customer_id"]).set_index("record_id")["customer_id"]
+    out: dict[str, pd.DataFrame] = {}
+    for t in TABLES:
+        df = pd.read_parquet(d / f"{t}.parquet")
+        key = "unit_id" if t == "experiments" else "record_id"
+        if t != "identities" and key in df:
+            df["customer_id"] = df[key].map(links).astype(df[key].dtype)
+        out[t] = df
+    tc = pd.read_parquet(d / "truth" / "customers.parquet")
+    out["customers"] = tc[["customer_id", "first_seen", "acquisition_channel", "region",
+                           "consent_analytics", "consent_marketing"]]
+    return out

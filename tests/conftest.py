@@ -49,3 +49,13 @@ def true_store(sample_dir, tmp_path_factory):
 def true_tables(true_store) -> dict:
     """Fresh pandas copies of the true store's tables (a test may change them)."""
     return {name: true_store.table(name) for name in true_store.tables}
+
+
+@pytest.fixture(scope="module")
+def true_ds(true_store):
+    """The true store's analysis tables as an ``io.Dataset`` (what ``io.load`` + consent gave
+    before the sample was siloed), re-read per module so that no test sees another's edits."""
+    from omni_lib import io
+    from omni_lib.store import ANALYSIS_TABLES
+
+    return io.Dataset({t: true_store.table(t) for t in ANALYSIS_TABLES}, true_store.config)

@@ -343,9 +343,9 @@ def test_build_journeys_assignment():
 
 # ----------------------------------------------------------------------------- planted truth
 @pytest.fixture(scope="module")
-def sample_touches(sample_config):
+def sample_touches(true_ds, sample_config):
     from omni_lib import io, privacy
-    ds = io.load(sample_config, tables=["customers", "orders", "touchpoints", "experiments"])
+    ds = true_ds
     tables, _ = privacy.apply_consent(ds.tables)
     cfg = ds.config
     conv = [c for c, v in cfg.channels.items() if v.sells and v.kind == "online"]

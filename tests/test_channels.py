@@ -10,9 +10,9 @@ from omni_lib import cannibalisation as cb, channels as ch, journeys as jn
 
 
 @pytest.fixture(scope="module")
-def data(sample_config, sample_dir):
+def data(true_ds, sample_config, sample_dir):
     from omni_lib import io, privacy
-    ds = io.load(sample_config)
+    ds = true_ds
     tables, _ = privacy.apply_consent(ds.tables)
     return tables, json.loads((sample_dir / "truth" / "truth.json").read_text())
 

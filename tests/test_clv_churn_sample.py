@@ -14,8 +14,9 @@ HOLDOUT = 182
 
 
 @pytest.fixture(scope="module")
-def data(sample_dir, sample_config):
-    return datasets.load_for_modelling("sample", str(sample_config))
+def data(sample_dir, true_store):
+    # the true store: rows keyed by the planted person, so results can be scored per person
+    return datasets.load_for_modelling("sample", store=true_store)
 
 
 @pytest.fixture(scope="module")

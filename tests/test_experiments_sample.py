@@ -16,8 +16,12 @@ TABLES = ["customers", "orders", "touchpoints", "experiments"]
 
 
 @pytest.fixture(scope="module")
-def ds(sample_config):
-    return io.load(sample_config, tables=TABLES)
+def ds(sample_config, sample_dir):
+    """Before the consent filter, keyed by the planted person (the files are siloed)."""
+    from omni_lib import sample
+    from omni_lib.config import load_config
+
+    return io.Dataset(sample.true_keyed(sample_dir), load_config(sample_config))
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,8 @@ def truth(sample_dir):
 
 
 @pytest.fixture(scope="module")
-def observed(sample_config):
-    ds = io.load(sample_config, tables=["customers", "orders", "touchpoints", "experiments"])
+def observed(true_ds, sample_config):
+    ds = true_ds
     tables, _ = privacy.apply_consent(ds.tables)
     return ab.prepare(tables, "EXP01_email_subject", config=ds.config).units
 

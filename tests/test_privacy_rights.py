@@ -130,14 +130,18 @@ def test_a_real_run_writes_no_email_or_phone(sample_config, tmp_path, monkeypatc
 # --------------------------------------------------------------------------- erasure and export
 @pytest.fixture()
 def small_shop(tmp_path_factory) -> Path:
-    """A 300-customer sample in a folder of its own (erasure rewrites its files);
-    customers and orders as CSV, the rest Parquet."""
-    from omni_lib.sample import generate
+    """A 300-customer shop in a folder of its own (erasure rewrites its files), written as a
+    retailer with a CRM would: a customers table, and rows keyed by its customer ids (the
+    sample's planted persons); customers and orders as CSV, the rest Parquet."""
+    from omni_lib.sample import generate, true_keyed
 
     base = tmp_path_factory.mktemp("shop")
     generate(out_dir=base / "data", n_customers=300, progress=False)
-    for t in ("customers", "orders"):
-        pd.read_parquet(base / "data" / f"{t}.parquet").to_csv(base / "data" / f"{t}.csv", index=False)
+    for t, df in true_keyed(base / "data").items():
+        if t in ("customers", "orders"):
+            df.to_csv(base / "data" / f"{t}.csv", index=False)
+        elif t != "identities":
+            df.to_parquet(base / "data" / f"{t}.parquet")
     (base / "omni.yaml").write_text(
         "data:\n  format: parquet\n  root: data\n  tables:\n"
         "    identities: {path: identities.parquet}\n"

@@ -24,20 +24,19 @@ DATA_END = pd.Timestamp("2026-06-30 23:59:59", tz=TZ)
 # docs/contract.md: table -> {column: kind}; the generator writes every column
 CONTRACT = {
     "identities": {"record_id": "str", "source": "channel", "created_at": "ts", "email": "str",
-                   "phone": "str", "full_name": "str", "city": "str", "loyalty_id": "str"},
-    "customers": {"customer_id": "str", "first_seen": "ts", "acquisition_channel": "channel",
-                  "region": "str", "consent_analytics": "bool", "consent_marketing": "bool"},
-    "orders": {"order_id": "str", "customer_id": "str", "order_ts": "ts", "channel": "channel",
+                   "phone": "str", "full_name": "str", "city": "str", "loyalty_id": "str",
+                   "consent_analytics": "bool", "consent_marketing": "bool"},
+    "orders": {"order_id": "str", "order_ts": "ts", "channel": "channel",
                "net_amount": "float", "record_id": "str", "store_id": "str", "items": "int",
                "discount": "float", "fulfilment": "str", "status": "str",
                "return_channel": "channel", "sku": "str"},
     "touchpoints": {"event_id": "str", "event_ts": "ts", "channel": "channel", "event_type": "str",
-                    "customer_id": "str", "session_id": "str", "campaign": "str",
+                    "record_id": "str", "session_id": "str", "campaign": "str",
                     "store_id": "str", "order_id": "str"},
-    "surveys": {"response_id": "str", "customer_id": "str", "channel": "channel",
+    "surveys": {"response_id": "str", "record_id": "str", "channel": "channel",
                 "responded_at": "ts", "nps": "int", "csat": "int", "ces": "int",
                 "awareness_source": "str"},
-    "tickets": {"ticket_id": "str", "customer_id": "str", "channel": "channel", "opened_at": "ts",
+    "tickets": {"ticket_id": "str", "record_id": "str", "channel": "channel", "opened_at": "ts",
                 "first_response_at": "ts", "resolved_at": "ts", "contacts": "int", "topic": "str"},
     "experiments": {"experiment_id": "str", "unit_id": "str", "variant": "str",
                     "assigned_at": "ts", "is_control": "bool", "planned_share": "float",
@@ -72,8 +71,16 @@ def d(gen) -> Path:
 
 
 @pytest.fixture(scope="module")
-def T(d):
+def raw(d):
+    """The files as written: siloed (rows name channel records, no customers table)."""
     return {t: pd.read_parquet(d / f"{t}.parquet") for t in CONTRACT}
+
+
+@pytest.fixture(scope="module")
+def T(d):
+    """The same tables with each row's true person added (``customer_id``) and the planted
+    CRM customers table, to check the generator against its truth."""
+    return sample.true_keyed(d)
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +101,11 @@ def torders(d):
 @pytest.fixture(scope="module")
 def con(d):
     c = duckdb.connect()
-    for t in list(CONTRACT) + ["truth/customers", "truth/orders", "truth/journeys",
-                               "truth/experiment_units", "truth/identity_links"]:
+    for t, df in sample.true_keyed(d).items():
+        c.register(f"_{t}", df)
+        c.execute(f"create view {t} as select * from _{t}")
+    for t in ["truth/customers", "truth/orders", "truth/journeys",
+              "truth/experiment_units", "truth/identity_links"]:
         c.execute(f"create view {t.replace('/', '_')} as select * from '{d / (t + '.parquet')}'")
     return c
 
@@ -114,7 +124,8 @@ def test_layout_summary_and_meta(gen, d):
     assert meta["rows"] == summary["rows"]
     for t, n in summary["rows"].items():
         assert len(pd.read_parquet(d / f"{t}.parquet", columns=[KEYS[t][0]])) == n
-    assert summary["rows"]["customers"] == N
+    assert "customers" not in summary["rows"] and not (d / "customers.parquet").exists()  # siloed
+    assert len(pd.read_parquet(d / "truth" / "customers.parquet")) == N
     assert summary["seconds"] > 0
     assert not list(d.parent.glob("*.tmp")), "temporary folder left behind"
 
@@ -123,7 +134,7 @@ def test_same_seed_is_byte_identical(gen):
     base, _ = gen
     sample.generate(out_dir=base / "b", n_customers=N, seed=42)
     ha, hb = _hashes(base / "a"), _hashes(base / "b")
-    assert len(ha) == 16
+    assert len(ha) == 15
     assert ha == hb
 
 
@@ -150,9 +161,9 @@ def test_regenerating_replaces_output(gen, tmp_path):
 
 
 # ----------------------------------------------------------------------------- contract
-def test_contract_columns_and_dtypes(T):
+def test_contract_columns_and_dtypes(raw):
     for t, cols in CONTRACT.items():
-        df = T[t]
+        df = raw[t]
         assert list(df.columns) == list(cols), t
         for c, kind in cols.items():
             dt = df[c].dtype
@@ -179,11 +190,26 @@ def test_keys_unique_and_ids_formatted(T):
     assert T["touchpoints"].event_id.str.fullmatch(r"EV\d{10}").all()
 
 
+def test_siloed_rows_name_records_only(raw):
+    """Like a real export: rows name the channel system's record, never the person."""
+    recs = set(raw["identities"].record_id)
+    for t in ("orders", "surveys", "tickets", "touchpoints"):
+        assert "customer_id" not in raw[t], t
+        assert raw[t].record_id.dropna().isin(recs).all(), t
+    for t in ("orders", "surveys", "tickets"):
+        assert raw[t].record_id.notna().all(), t
+    assert raw["experiments"].unit_id.isin(recs).all()
+    # a store order names the person's store (loyalty) record, a web order their web account
+    src = raw["identities"].set_index("record_id")["source"]
+    o = raw["orders"]
+    assert (o.record_id.map(src) == o.channel).all()
+
+
 def test_foreign_keys_resolve(T):
     cust = set(T["customers"].customer_id)
     for t in ("orders", "surveys", "tickets"):
         assert T[t].customer_id.isin(cust).all(), t
-    assert T["experiments"].unit_id.isin(cust).all()
+    assert T["experiments"].customer_id.isin(cust).all()
     tp = T["touchpoints"]
     assert tp.customer_id.dropna().isin(cust).all()
     assert tp.customer_id.isna().mean() > 0.02, "anonymous events expected"
@@ -358,7 +384,7 @@ def test_planted_srm_is_visible_and_only_there(T):
 def test_realised_conversion_near_truth(con, truth):
     x = con.execute("""
         select e.experiment_id, e.variant, count(*) n,
-          sum((exists (select 1 from touchpoints t where t.customer_id = e.unit_id
+          sum((exists (select 1 from touchpoints t where t.customer_id = e.customer_id
                and t.campaign = e.experiment_id and t.event_type = 'purchase'
                and t.event_ts >= e.assigned_at
                and t.event_ts <= e.assigned_at + to_days(w.window_days)))::int) conv
@@ -387,11 +413,11 @@ def test_realised_conversion_near_truth(con, truth):
 def test_abandoned_cart_workflow_events(con):
     steps = con.execute("""
         select t.channel, round(date_diff('minute', e.assigned_at, t.event_ts) / 60) h, count(*) n
-        from experiments e join touchpoints t on t.customer_id = e.unit_id
+        from experiments e join touchpoints t on t.customer_id = e.customer_id
           and t.campaign = e.experiment_id and t.event_type = 'impression'
         where e.experiment_id = 'EXP06_abandoned_cart' group by all""").df()
     assert set(zip(steps.channel, steps.h)) == {("email", 1), ("whatsapp", 24), ("live_chat", 48)}
-    ctrl = con.execute("""select count(*) from experiments e join touchpoints t on t.customer_id = e.unit_id
+    ctrl = con.execute("""select count(*) from experiments e join touchpoints t on t.customer_id = e.customer_id
         and t.campaign = e.experiment_id and t.event_type = 'impression'
         where e.experiment_id = 'EXP06_abandoned_cart' and e.is_control""").fetchone()[0]
     assert ctrl == 0

@@ -23,8 +23,8 @@ TABLES = ["customers", "orders", "surveys", "tickets"]
 
 # ------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def sample(sample_config, sample_dir):
-    ds = io.load(sample_config, tables=TABLES)
+def sample(true_ds, sample_config, sample_dir):
+    ds = true_ds
     tables, info = privacy.apply_consent(ds.tables)
     feats = sg.customer_features(tables, ds.config.channels, as_of=ds.config.data_end)
     truth = pd.read_parquet(sample_dir / "truth" / "customers.parquet").set_index("customer_id")

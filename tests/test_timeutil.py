@@ -33,10 +33,10 @@ def test_cannibalisation_bounds_are_clear():
     assert cannibalisation._ts(pd.Timestamp("2025-07-01", tz="UTC"), None).tzinfo is None
 
 
-def test_experiment_data_end_as_a_plain_date(sample_dir, sample_config):
+def test_experiment_data_end_as_a_plain_date(true_ds, sample_dir, sample_config):
     from omni_lib import experiments as ab, io, privacy
 
-    ds = io.load(str(sample_config))
+    ds = true_ds
     tables, _ = privacy.apply_consent(ds.tables)
     data = ab.prepare(tables, "EXP01_email_subject", config=ds.config, data_end="2026-06-30")
     assert len(data.units) > 0 and data.data_end.hour == 23 and str(data.data_end.tz) == "Asia/Jakarta"
