@@ -540,13 +540,23 @@ def fit_gamma_gamma(summary: pd.DataFrame, penalizer: float = 0.0):
     }
     if use.sum() < 3:
         raise CLVInputError(f"only {int(use.sum())} repeat customers with positive spend: too few for Gamma-Gamma")
-    ggf = GammaGammaFitter(penalizer_coef=penalizer)
-    try:
-        ggf.fit(summary.loc[use, "frequency"], summary.loc[use, "monetary_value"])
-    except Exception as exc:
+    # When customers hardly differ in their typical spend, the unpenalised likelihood has no
+    # finite maximum (q, v -> infinity) and the fit fails; a small L2 penalty then gives the
+    # nearly-common spend the data does support. Tried in order, the one used is recorded.
+    ladder = [penalizer] + [p for p in (0.001, 0.01, 0.1) if p > penalizer]
+    first_exc = None
+    for pen in ladder:
+        ggf = GammaGammaFitter(penalizer_coef=pen)
+        try:
+            ggf.fit(summary.loc[use, "frequency"], summary.loc[use, "monetary_value"])
+            break
+        except Exception as exc:  # lifetimes raises its own ConvergenceError and others
+            first_exc = first_exc or exc
+    else:
         raise ConvergenceError(
-            f"Gamma-Gamma did not converge ({type(exc).__name__}: {str(exc).strip()}); "
-            f"try penalizer=0.001 or larger (now {penalizer})") from exc
+            f"Gamma-Gamma did not converge ({type(first_exc).__name__}: {str(first_exc).strip()}), "
+            f"also not with penalizer up to {ladder[-1]}") from first_exc
+    ggf.penalizer_used_ = pen
     ggf.excluded_ = excluded
     ggf.n_fitted_ = int(use.sum())
     return ggf
@@ -687,7 +697,8 @@ def customer_lifetime_value(fitter, ggf, summary: pd.DataFrame, horizon_days: fl
 
 def value_concentration(clv_values: pd.Series, top_share: float = 0.2) -> float:
     """Share of total predicted value held by the top ``top_share`` of customers."""
-    v = np.sort(clv_values.to_numpy())[::-1]
+    v = clv_values.to_numpy(dtype=float)
+    v = np.sort(v[np.isfinite(v)])[::-1]  # a customer the model could not value does not count
     k = max(1, int(round(top_share * len(v))))
     return float(v[:k].sum() / v.sum()) if v.sum() > 0 else float("nan")
 

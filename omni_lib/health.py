@@ -265,7 +265,8 @@ def headline(overview: pd.DataFrame, findings: pd.DataFrame, tables: Tables) -> 
     n_warn = int((findings["severity"] == "warning").sum())
     figures = {
         "tables_loaded": int(len(ov)),
-        "customers": int(len(customers)) if customers is not None else 0,
+        "customers": (int(len(customers)) if customers is not None else
+                      int(orders["customer_id"].nunique()) if orders is not None and "customer_id" in orders else 0),
         "channel_accounts": int(len(tables["identities"])) if tables.get("identities") is not None else 0,
         "orders": int(len(orders)) if orders is not None else 0,
         "revenue": float(_revenue(orders).sum()) if orders is not None else 0.0,
@@ -278,7 +279,7 @@ def headline(overview: pd.DataFrame, findings: pd.DataFrame, tables: Tables) -> 
     days = int(ov.loc["orders", "days_covered"]) if "orders" in ov.index else 0
     verdict = ("the data meets the contract" if n_err == 0
                else f"{n_err} contract error(s) must be fixed before the analyses can be trusted")
-    who = (f"{figures['customers']:,} customers" if customers is not None
+    who = (f"{figures['customers']:,} customers" if figures["customers"]
            else f"{figures['channel_accounts']:,} channel accounts (one person may hold several)"
            if figures["channel_accounts"] else "customers not yet known")
     text = (f"{figures['orders']:,} orders from {who} over {days:,} days "

@@ -328,6 +328,18 @@ def _to_text(s: pd.Series) -> pd.Series:
     return out.mask(out == "")
 
 
+def _vocabulary_case(s: pd.Series, vocab: list[str]) -> pd.Series:
+    """Channel names spelt in another case or with spaces ('WEB', 'Call Center') -> the
+    vocabulary's spelling; a name that matches no channel is left as it is (and reported)."""
+    key = {v.lower().replace(" ", "_"): v for v in vocab}
+    if len(key) < len(vocab):  # the vocabulary itself differs only in case: take values as given
+        return s
+    uniq = s.dropna().unique()
+    fix = {u: key[str(u).lower().replace(" ", "_")] for u in uniq
+           if str(u) not in vocab and str(u).lower().replace(" ", "_") in key}
+    return s.replace(fix) if fix else s
+
+
 def _to_float(s: pd.Series) -> tuple[pd.Series, pd.Series | None]:
     """Numbers -> float64; returns (values, mask of non-empty values that are not numbers)."""
     if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
@@ -434,6 +446,8 @@ def conform_table(name: str, df: pd.DataFrame, config: "Config", file: str | Non
         k = col.kind
         if k in ("id", "text", "channel", "category"):
             df[col.name] = _to_text(s)
+            if k == "channel" and getattr(config, "channels", None):
+                df[col.name] = _vocabulary_case(df[col.name], list(config.channels))
         elif k == "float":
             out, bad = _to_float(s)
             if bad is not None:

@@ -199,3 +199,15 @@ def test_partial_run_leaves_latest_on_the_complete_run(project: Path):
     assert (project / "reports" / "latest").resolve() == full.run_dir.resolve()
     proc = _cli(project, "01")
     assert proc.returncode == 0 and "reports/latest unchanged" in proc.stdout
+
+
+def test_every_shipped_notebook_declares_config_path_and_its_data():
+    """`omni run --config X` reaches a notebook only through its declared `config_path` (papermill
+    drops a parameter line it cannot parse, e.g. one with '=' in its comment), and the runner
+    skips a notebook only if it says which tables it needs."""
+    for nb in runner.discover_notebooks(runner.default_notebooks_dir()):
+        declared = runner.declared_parameters(nb)
+        assert "config_path" in declared and declared["config_path"] == "None", nb.name
+        req = runner.requirements(nb)
+        assert "orders" in req["requires"], nb.name
+        assert all(t in ("orders", "identities", "touchpoints", "experiments") for t in req["requires"])

@@ -113,6 +113,8 @@ class ExperimentData:
 def experiment_ids(tables: Mapping[str, pd.DataFrame | None]) -> list[str]:
     """The experiment ids in the experiments table, oldest first (by first assignment)."""
     exps = _experiments_table(tables)
+    if "assigned_at" not in exps:  # no assignment times: in the order of the table
+        return [str(x) for x in exps["experiment_id"].dropna().unique()]
     first = exps.groupby("experiment_id", sort=False)["assigned_at"].min().sort_values(kind="stable")
     return [str(x) for x in first.index]
 
@@ -122,7 +124,7 @@ def _experiments_table(tables) -> pd.DataFrame:
     if exps is None:
         raise ExperimentInputError("no experiments table: add `experiments: {path: ...}` under data.tables in "
                                    "omni.yaml (columns experiment_id, unit_id, variant, assigned_at)")
-    missing = [c for c in ("experiment_id", "unit_id", "variant", "assigned_at") if c not in exps]
+    missing = [c for c in ("experiment_id", "unit_id", "variant") if c not in exps]  # assigned_at optional
     if missing:
         raise ExperimentInputError(f"experiments table lacks required column(s) {missing}")
     if exps.empty:
@@ -176,6 +178,26 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
         raise ExperimentInputError(f"unknown experiment id '{experiment_id}'{hint} The experiments table has "
                                    f"{len(ids)}: {', '.join(sorted(map(str, ids)))}")
     e = exps.loc[exps["experiment_id"] == experiment_id].copy()
+    tcfg = getattr(config, "tables", {}).get("experiments") if config is not None else None
+    # per-unit outcomes given in the data (experiments.outcomes in omni.yaml): measured already,
+    # so they need no window and no orders
+    outcomes = [o for o in (tcfg.outcomes if tcfg is not None else {}) if o in e]
+    if control is None and tcfg is not None and tcfg.control is not None:
+        control = tcfg.control
+    end0, _ = _data_end(tables, config, data_end)
+    if "assigned_at" not in e or e["assigned_at"].isna().all():
+        if not outcomes:
+            raise ExperimentInputError(
+                f"experiment '{experiment_id}': the experiments table has no assigned_at, so outcomes cannot be "
+                "measured from orders after assignment; give assigned_at, or per-unit outcome columns "
+                "(data.tables.experiments.outcomes in omni.yaml)")
+        e["assigned_at"] = pd.Timestamp(end0)
+        notes.append("no assignment times: units are analysed as of the data end (no daily monitoring)")
+    for o in outcomes:
+        miss = e[o].isna()
+        if miss.any():
+            notes.append(f"{int(miss.sum()):,} units without a value of outcome '{o}' are left out")
+            e = e.loc[~miss]
 
     bad = e["unit_id"].isna() | e["variant"].isna() | e["assigned_at"].isna()
     if bad.any():
@@ -256,7 +278,7 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
     # --- windows: only units whose window has closed by the data end
     win = pd.Timedelta(days=float(window_days))
     e = e.assign(window_end=e["assigned_at"] + win)
-    open_ = e["window_end"] > end
+    open_ = (e["window_end"] > end) & (not outcomes)   # given outcomes are already final
     running = bool(open_.any())
     if open_.all():
         raise ExperimentInputError(
@@ -268,9 +290,9 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
                      "their window closes (the test is still running)")
         e = e.loc[~open_]
 
-    first_assigned, last_assigned = exps.loc[exps["experiment_id"] == experiment_id, "assigned_at"].agg(["min", "max"])
+    first_assigned, last_assigned = e["assigned_at"].agg(["min", "max"])
     keep = [c for c in ("unit_id", "variant", "assigned_at", "window_end", "planned_share", "pre_revenue",
-                        "pre_orders") if c in e]
+                        "pre_orders") if c in e] + [o for o in outcomes if o not in ("unit_id", "variant")]
     units = e[keep].reset_index(drop=True)
     units["variant"] = units["variant"].astype(str)
     # the customer behind each unit: the store links units to customers where the id matches one
@@ -301,6 +323,12 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
         units = _pre_period(units, orders, pre_period_days)
         notes.append(f"pre-period covariates computed from orders in the {pre_period_days:g} days before assignment")
     units = _segments(units, tables.get("customers")).drop(columns="_cust")
+    for o in outcomes:  # a given outcome replaces the order-based metric of that name
+        given = e.set_index("unit_id")[o]
+        units[o] = units["unit_id"].map(given).astype(float).to_numpy()
+        _register_outcome(o, units[o])
+    if outcomes:
+        notes.append("outcomes given per unit in the experiments table: " + ", ".join(outcomes))
     tz = units["assigned_at"].dt.tz
     units["day"] = units["assigned_at"].dt.tz_localize(None).dt.floor("D") if tz is not None else \
         units["assigned_at"].dt.floor("D")
@@ -308,6 +336,15 @@ def prepare(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
                           planned_shares=planned, window_days=float(window_days), attribution=used, data_end=end,
                           first_assigned=first_assigned, last_assigned=last_assigned, running=running,
                           assigned_units=assigned_units, excluded=excluded, notes=notes)
+
+
+def _register_outcome(name: str, values: pd.Series) -> None:
+    """Make a per-unit outcome column usable as a metric by its own name (0/1 -> a rate)."""
+    if name == "converted" or name in METRICS:
+        return
+    is_rate = bool(values.dropna().isin([0.0, 1.0]).all())
+    METRICS[name] = Metric(name, name.replace("_", " ").capitalize(), name,
+                           kind="proportion" if is_rate else "mean", unit="share" if is_rate else "count")
 
 
 def _order_metrics(units: pd.DataFrame, orders: pd.DataFrame, camp_orders) -> pd.DataFrame:

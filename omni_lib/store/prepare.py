@@ -167,6 +167,7 @@ def prepare(config: Config | str | os.PathLike | None = None, *, force: bool = F
 
     names = [t for t in TABLES if t in cfg.tables]
     frames, problems, notes = io._load(cfg, names, True)
+    problems += _outcomes(cfg, frames)
     if problems:
         steps.done()
         raise ContractError(problems)
@@ -221,6 +222,42 @@ def prepare(config: Config | str | os.PathLike | None = None, *, force: bool = F
 
 
 # --------------------------------------------------------------------------- steps
+def _outcomes(cfg: Config, frames: dict) -> list:
+    """Per-unit experiment outcomes (``experiments.outcomes`` in omni.yaml): your column ->
+    the outcome name, numeric (0/1 or true/false is a rate). Returns contract problems."""
+    from omni_lib.schema import Problem, _rows
+
+    t = cfg.tables.get("experiments")
+    exp = frames.get("experiments")
+    if t is None or exp is None or not t.outcomes:
+        return []
+    problems = []
+    for name, col in t.outcomes.items():
+        if col not in exp:
+            problems.append(Problem("experiments", name, "column present", len(exp), [], str(cfg.source("experiments")),
+                                    f"outcome '{name}' is mapped from your column '{col}', which is not in the file "
+                                    f"(columns there: {', '.join(map(str, list(exp.columns)[:12]))}); check "
+                                    "data.tables.experiments.outcomes in omni.yaml"))
+            continue
+        raw = exp[col]
+        if pd.api.types.is_bool_dtype(raw.dtype):
+            val = raw.astype("Float64")
+        else:
+            text = raw.astype("string").str.strip().str.lower()
+            text = text.replace({"true": "1", "false": "0", "yes": "1", "no": "0"})
+            val = pd.to_numeric(text, errors="coerce")
+            bad = val.isna() & text.notna()
+            if bad.any():
+                problems.append(Problem("experiments", name, "number", int(bad.sum()),
+                                        raw[bad].astype(str).head(5).tolist(), str(cfg.source("experiments")),
+                                        _rows(int(bad.sum()), f"of outcome column '{col}' are not numbers "
+                                              "(an outcome is a number per unit; 0/1 or true/false for a rate)")))
+                continue
+        exp = exp.drop(columns=[col]).assign(**{name: val.astype("float64").to_numpy()})
+    frames["experiments"] = exp
+    return problems
+
+
 def _record_ids_in(frames: dict[str, pd.DataFrame]) -> pd.Series:
     parts = [df["record_id"].dropna() for name, df in frames.items()
              if name in PERSON_TABLES and "record_id" in df]
