@@ -66,17 +66,22 @@ def test_pre_period_covariates_can_be_computed_from_orders(ds):
     np.testing.assert_allclose(comp["pre_revenue"].sum(), given["pre_revenue"].sum(), rtol=1e-4)
 
 
-def test_primary_rows_equal_scipy_on_the_units(results):
+def test_primary_rows_equal_statsmodels_on_the_units(results):
+    """Conversion: the pooled z test (= chi-square) and the Wald interval, as statsmodels computes them."""
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_chisquare, proportions_ztest
+
     _, res = results
     for x, r in res.items():
         u = r.data.units
         c = u.loc[u["variant"] == r.data.control, "converted"]
         for v in r.data.treatments:
-            row = r.results.query("metric == 'conversion' and method == 'welch' and variant == @v").iloc[0]
-            ref = sps.ttest_ind(u.loc[u["variant"] == v, "converted"], c, equal_var=False)
-            ci = ref.confidence_interval(0.95)
-            assert row["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
-            assert (row["abs_low"], row["abs_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+            row = r.results.query("metric == 'conversion' and method == 'z-test' and variant == @v").iloc[0]
+            t = u.loc[u["variant"] == v, "converted"]
+            counts, nobs = [t.sum(), c.sum()], [len(t), len(c)]
+            assert row["p_diff"] == pytest.approx(proportions_ztest(counts, nobs)[1], rel=1e-9)
+            assert row["p_diff"] == pytest.approx(proportions_chisquare(counts, nobs)[1], rel=1e-9)
+            ci = confint_proportions_2indep(counts[0], nobs[0], counts[1], nobs[1], method="wald")
+            assert (row["abs_low"], row["abs_high"]) == pytest.approx(ci, rel=1e-9)
 
 
 # --------------------------------------------------------------------------- planted truth
@@ -105,7 +110,7 @@ def test_each_planted_effect_lies_in_its_interval(results, truth):
         for v in r.data.treatments:
             rel = t[v]["expected_lift_vs_control"]
             diff = t[v]["expected_conversion_rate"] - t[r.data.control]["expected_conversion_rate"]
-            for method in ("cuped", "welch"):
+            for method in ("cuped", "z-test"):
                 row = r.results.query("metric == 'conversion' and method == @method and variant == @v").iloc[0]
                 assert row["rel_low"] <= t[v]["true_lift"] <= row["rel_high"], (x, v, method)
                 if not srm:
@@ -129,9 +134,19 @@ def test_harmful_guardrail_is_caught_and_its_effect_recovered(results, truth):
 
 def test_cuped_reduces_variance_on_the_sample(results):
     _, res = results
-    vr = {x: r.decision_rows("primary")["variance_reduction"].max() for x, r in res.items()}
+    vr = {x: r.results.query("role == 'primary' and method == 'cuped'")["variance_reduction"].max()
+          for x, r in res.items()}
     assert all(v >= 0 for v in vr.values())
     assert vr["EXP03_checkout_flow"] > 0.15       # heterogeneous base rates: the pre-period explains a lot
+    # CUPED decides only where it removes at least 5% of the variance; the plain row decides elsewhere
+    for x, r in res.items():
+        p = r.decision_rows("primary")
+        cu = r.results.query("role == 'primary' and method == 'cuped'").set_index("variant")
+        for _, row in p.iterrows():
+            material = cu.loc[row["variant"], "variance_reduction"] >= ab.CUPED_MIN_VARIANCE_REDUCTION
+            assert (row["method"] == "cuped") == material, (x, row["variant"])
+    assert res["EXP03_checkout_flow"].decision_rows("primary")["method"].eq("cuped").all()
+    assert res["EXP04_personalised_offer"].decision_rows("primary")["method"].eq("z-test").all()   # 0.2%
 
 
 def test_decisions(results):
