@@ -324,3 +324,43 @@ def test_a_running_test_is_judged_by_the_always_valid_sequence(tables, ds):
         assert last["p_always_valid"] < 0.05
     else:
         assert last["p_always_valid"] >= 0.05 or r.decision_rows("guardrail")["harmful"].any()
+
+
+def test_no_pre_period_data_no_crash_and_no_cuped(tables, ds):
+    """Without pre_* columns the covariates come from orders; with CUPED off nothing is adjusted,
+    the CUPED summary is empty and the report says so (07 crashed with KeyError 'cuped')."""
+    t2 = dict(tables, experiments=tables["experiments"].drop(columns=["pre_revenue", "pre_orders"]))
+    r = ab.analyze(t2, "EXP04_personalised_offer", config=ds.config)
+    assert len(r.cuped_summary()) and "CUPED" in r.methods_note()
+    r0 = ab.analyze(t2, "EXP04_personalised_offer", config=ds.config, cuped=False)
+    assert r0.cuped_summary().empty and "No pre-period" in r0.methods_note()
+    assert not (r0.results["method"] == "cuped").any()
+    assert r0.decision.verdict == r.decision.verdict
+
+
+def test_cuped_sentences_never_mix_raw_and_adjusted(results):
+    """Where CUPED decides, the sentence's rates are the adjusted means and say so."""
+    _, res = results
+    r = res["EXP03_checkout_flow"]
+    row = r.decision_rows("primary").query("variant == 'B'").iloc[0]
+    assert row["method"] == "cuped"
+    assert row["control_value"] == pytest.approx(row["mean_c"]) and row["variant_value"] == pytest.approx(row["mean_t"])
+    assert row["abs_lift"] == pytest.approx(row["variant_value"] - row["control_value"])
+    assert row["raw_control_value"] != pytest.approx(row["control_value"], abs=1e-6)
+    assert "CUPED-adjusted" in r.decision.reasons[0] and "CUPED-adjusted" in r.decision.headline
+    assert f"{row['control_value']:.1%} → {row['variant_value']:.1%}" in r.decision.reasons[0]
+
+
+def test_bayesian_key_figures_follow_growthbook(results):
+    """The key figures' Bayesian view is GrowthBook's: posterior N(rel, rel_se²) of the deciding row."""
+    _, res = results
+    for x in ("EXP01_email_subject", "EXP06_abandoned_cart", "EXP02_cta_button"):
+        r = res[x]
+        kf = r.key_figures()
+        row = r.decision_rows("primary").query("variant == @kf['compared_variant']").iloc[0]
+        assert kf["bayes_expected_relative_lift"] == pytest.approx(row["rel_lift"], rel=1e-12)
+        z = row["rel_lift"] / row["rel_se"]
+        assert kf["prob_beats_control"] == pytest.approx(sps.norm.cdf(z), rel=1e-9)
+        assert kf["bayes_relative_lift_ci_low"] == pytest.approx(row["rel_lift"] - 1.959964 * row["rel_se"], rel=1e-5)
+        assert kf["relative_lift_p_value"] == pytest.approx(row["p_value"])
+        assert 0 <= kf["expected_relative_loss"] < abs(row["rel_lift"]) + row["rel_se"]

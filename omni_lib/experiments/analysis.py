@@ -105,6 +105,45 @@ class ExperimentResult:
         r = self.results.loc[self.results["decision_row"]]
         return r if role is None else r.loc[r["role"] == role]
 
+    def cuped_summary(self) -> pd.DataFrame:
+        """Per metric and variant with a pre-period covariate: standard errors plain and CUPED,
+        the variance reduction and whether CUPED decides (empty when there is no covariate)."""
+        r = self.results
+        cu = r.loc[r["method"] == "cuped"]
+        cols = ["metric", "variant", "covariate", "se_plain", "se_cuped", "variance_reduction", "used_for_decision"]
+        if cu.empty:
+            return pd.DataFrame(columns=cols)
+        plain = r.loc[r["method"] != "cuped"].set_index(["metric", "variant"])["se"]
+        out = cu[["metric", "variant", "covariate", "se", "variance_reduction", "decision_row"]].rename(
+            columns={"se": "se_cuped", "decision_row": "used_for_decision"})
+        out.insert(3, "se_plain", plain.reindex(pd.MultiIndex.from_frame(out[["metric", "variant"]])).to_numpy())
+        return out[cols].reset_index(drop=True)
+
+    def methods_note(self) -> str:
+        """Which test was used for what, in plain words (for the report)."""
+        p = self.decision_rows("primary")
+        meth = p["method"].iloc[0] if len(p) else "welch"
+        cu = self.cuped_summary()
+        if cu.empty:
+            cuped = ("No pre-period measurement was available, so no CUPED adjustment was made "
+                     "(every figure is the plain comparison).")
+        else:
+            pc = cu.loc[cu["metric"] == self.primary]
+            used = bool(pc["used_for_decision"].any())
+            vr = pc["variance_reduction"].max() if len(pc) else float("nan")
+            cuped = (f"CUPED (adjusting for the pre-period) removes {vr:.1%} of the variance of the primary metric; "
+                     f"it decides only when it removes at least {CUPED_MIN_VARIANCE_REDUCTION:.0%}, so here "
+                     + ("the CUPED-adjusted figures decide (and every figure in a sentence about it is adjusted)."
+                        if used else "the plain figures decide."))
+        return (f"How the numbers are tested: a rate (conversion) by the pooled two-proportion z test, the same "
+                f"p-value as the chi-square test of the 2x2 table; a mean per unit (revenue, orders) by Welch's t "
+                f"test; a ratio (order value, return rate) by the delta method. The **decision** uses the relative "
+                f"lift and its delta-method interval and p-value (as GrowthBook's frequentist engine), Holm-corrected "
+                f"over the versions; the Bayesian chance to beat control uses the same lift and standard error, so "
+                f"the two views agree. A harm (a primary or guardrail metric getting worse) is judged by the test of "
+                f"the difference, which is the quicker to raise it. Primary metric here: {self.primary}, "
+                f"decided on the {METHOD_NAMES[meth]} figures. " + cuped)
+
     def key_figures(self) -> dict:
         """The numbers a scheduled run charts (for ``omni_lib.report.key_figures``)."""
         p = self.decision_rows("primary")
@@ -667,6 +706,8 @@ def overview(tables: Mapping[str, pd.DataFrame | None], *, config=None, ids: Ite
                      "variant": best["variant"], "control_value": best["control_value"],
                      "variant_value": best["variant_value"], "rel_lift": best["rel_lift"],
                      "rel_low": best["rel_low"], "rel_high": best["rel_high"], "p_holm": best["p_holm"],
+                     "method": best["method"], "p_diff": best["p_diff"],
+                     "chance_to_beat_control": r.key_figures().get("prob_beats_control", np.nan),
                      "guardrail_harm": bool(g["harmful"].any()) if len(g) else False,
                      "decision": r.decision.verdict, "ship": r.decision.variant or "",
                      "headline": r.decision.headline})
