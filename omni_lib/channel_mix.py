@@ -41,7 +41,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["ChannelMixInputError", "ChannelMixSegmenter", "channel_counts", "bayes_optimal_labels",
-           "describe_fit", "MODELS"]
+           "describe_fit", "compare_segmentations", "MODELS"]
 
 MODELS = ("dirichlet-multinomial", "multinomial")
 _ALPHA_MIN, _ALPHA_MAX = 1e-4, 1e4
@@ -299,3 +299,25 @@ def describe_fit(counts: pd.DataFrame, features: pd.DataFrame, labels: dict[str,
         rows.append({"segmentation": name, "segments": len(uniq), "channel_bits_per_order": -ll / x.sum(),
                      "value_r2": float(np.mean(r2))})
     return pd.DataFrame(rows)
+
+
+def compare_segmentations(counts: pd.DataFrame, features: pd.DataFrame, labels: dict[str, np.ndarray],
+                          channel_mix: str = "channel mix", behavioural: str = "behavioural") -> tuple[pd.DataFrame, str]:
+    """:func:`describe_fit` for two segmentations, and one plain sentence saying which describes what better."""
+    d = describe_fit(counts, features, labels).set_index("segmentation")
+    cm_, bh = d.loc[channel_mix], d.loc[behavioural]
+    nothing = np.log2(counts.shape[1])
+    ch_best = channel_mix if cm_["channel_bits_per_order"] < bh["channel_bits_per_order"] else behavioural
+    val_best = channel_mix if cm_["value_r2"] > bh["value_r2"] else behavioural
+    ch_txt = (f"where customers buy ({cm_['channel_bits_per_order']:.2f} vs {bh['channel_bits_per_order']:.2f} bits of "
+              f"uncertainty per order about its channel for the {channel_mix} vs the {behavioural} segments; "
+              f"{nothing:.2f} bits would mean the segments say nothing)")
+    val_txt = (f"how much they buy (the segments explain {cm_['value_r2']:.0%} vs {bh['value_r2']:.0%} of the "
+               "variation in log spend and orders)")
+    if ch_best == val_best:
+        text = f"The {ch_best} segments describe the customers better on both counts: {ch_txt}, and {val_txt}."
+    else:
+        text = (f"The {ch_best} segments describe {ch_txt} better; the {val_best} segments describe {val_txt} better. "
+                f"Plan channel work (which channel to message, where to open or close) on the {ch_best} segments "
+                f"and value work (loyalty, win-back, budgets) on the {val_best} ones.")
+    return d.reset_index(), text
