@@ -808,6 +808,28 @@ def group_intervals(draws: np.ndarray, index: pd.Index, groups: pd.Series, level
     return out
 
 
+def result_intervals(result: "CLTVResult", level: float = 0.8, n_draws: int = 200,
+                     seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-customer ``level`` intervals for a :func:`cltv_analysis` result, and the draws.
+
+    Uses the final BG/NBD fit (refit on the final summary when another model was chosen:
+    the customer-level posteriors of :func:`clv_draws` are BG/NBD's) and the final
+    Gamma-Gamma fit, with the result's horizon and discount rate. The draws (draws x
+    customers) serve :func:`group_intervals` for any grouping.
+    """
+    st = result.settings
+    bgf = result.final_fit if result.chosen == "bgnbd" else fit_transactions_model(
+        result.summary, "bgnbd", penalizer=st.get("penalizer", 0.0))
+    draws = clv_draws(bgf, result.final_gamma_gamma, result.summary, horizon_days=st["horizon_days"],
+                      annual_discount_rate=st["annual_discount_rate"], unit_days=result.unit_days,
+                      n_draws=n_draws, seed=seed)
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    per = pd.DataFrame({"clv_mean": draws.mean(0), "clv_low": np.quantile(draws, lo, axis=0),
+                        "clv_high": np.quantile(draws, hi, axis=0)}, index=result.summary.index)
+    per.attrs.update(level=level, n_draws=n_draws, model="bgnbd")
+    return per, draws
+
+
 def clv_intervals_by_group(summary: pd.DataFrame, groups: pd.Series, level: float = 0.8, n_draws: int = 200,
                            seed: int = 0, min_customers: int = 300, penalizer: float = 0.0,
                            **value_kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
