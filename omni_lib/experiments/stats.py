@@ -1,4 +1,9 @@
-"""Two-sample statistics for A/B tests: Welch, delta method, CUPED, SRM, Bayes, corrections.
+"""Two-sample statistics for A/B tests: pooled z / chi-square, Welch, delta method, CUPED, SRM, Bayes, corrections.
+
+Peers matched in ``tests/test_experiments_peers.py`` (to their published 5 decimals or
+better): GrowthBook's frequentist relative lift (:func:`relative_delta`) and Bayesian
+engine (:func:`bayes_relative`), spotify-confidence's chi-square difference and
+statsmodels' ``proportions_ztest`` (:func:`proportions_from_counts`).
 
 Everything here works on plain numbers or numpy arrays (per-unit values, or the
 per-group summaries ``n, mean, var``), so the same code serves one experiment and
