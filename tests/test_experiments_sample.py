@@ -367,3 +367,14 @@ def test_bayesian_key_figures_follow_growthbook(results):
         assert kf["bayes_relative_lift_ci_low"] == pytest.approx(row["rel_lift"] - 1.959964 * row["rel_se"], rel=1e-5)
         assert kf["relative_lift_p_value"] == pytest.approx(row["p_value"])
         assert 0 <= kf["expected_relative_loss"] < abs(row["rel_lift"]) + row["rel_se"]
+
+
+def test_a_harm_sentence_shows_the_interval_of_the_test_that_found_it(results):
+    """A guardrail harm is found by the test of the difference, so its sentence shows the difference's
+    interval (which excludes zero), not the relative lift's (which, for a rare event, may not)."""
+    _, res = results
+    r = res["EXP04_personalised_offer"]
+    g = r.decision_rows("guardrail").iloc[0]
+    line = next(x for x in r.decision.reasons if x.startswith("Guardrail breached"))
+    assert f"{100 * g['abs_low']:+.1f} to {100 * g['abs_high']:+.1f} pp" in line and g["abs_low"] > 0
+    assert f"p = {g['p_diff']:.3g}" in line

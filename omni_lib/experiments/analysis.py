@@ -473,6 +473,14 @@ def _lift(r: pd.Series) -> str:
     return f"{_fmt(r['abs_lift'], r['unit'])} (95% CI {_fmt(r['abs_low'], r['unit'])} to {_fmt(r['abs_high'], r['unit'])})"
 
 
+def _abs_lift(r: pd.Series) -> str:
+    """The difference with its interval (what a harm is judged by), e.g. '+9.1 pp (95% CI +3.0 to +15.2 pp)'."""
+    if r["unit"] == "share":
+        return (f"{100 * r['abs_lift']:+.1f} pp (95% CI {100 * r['abs_low']:+.1f} to "
+                f"{100 * r['abs_high']:+.1f} pp)")
+    return f"{_fmt(r['abs_lift'], r['unit'])} (95% CI {_fmt(r['abs_low'], r['unit'])} to {_fmt(r['abs_high'], r['unit'])})"
+
+
 def _change(r: pd.Series) -> str:
     adj = "CUPED-adjusted " if r.get("method") == "cuped" else ""
     return (f"{adj}{r['label'].split(' (')[0].lower()} {_fmt(r['control_value'], r['unit'])} → "
@@ -536,7 +544,7 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
 
     def guard_lines(v: str) -> list[str]:
         h = harm[v]
-        return [f"Guardrail breached: {_change(r)} for {v}, {_lift(r)}, p = {r['p_diff']:.3g} "
+        return [f"Guardrail breached: {_change(r)} for {v}, {_abs_lift(r)}, p = {r['p_diff']:.3g} "
                 f"({METHOD_NAMES[r['method']]} of the difference)."
                 for _, r in h.iterrows()]
 
