@@ -695,6 +695,196 @@ def customer_lifetime_value(fitter, ggf, summary: pd.DataFrame, horizon_days: fl
     return out
 
 
+def parameter_draws(fitter, n_draws: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Draws of a fitted lifetimes model's parameters from their large-sample distribution.
+
+    lifetimes fits the logarithms of the parameters and keeps ``_hessian_``, the Hessian of
+    the mean negative log-likelihood per customer at the optimum (autograd), so
+    ``log θ ~ N(log θ̂, H⁻¹ / n)`` with ``n`` the number of customers (the weights of the
+    compressed patterns). Drawn on the log scale, so every draw is positive. (lifetimes'
+    own ``variance_matrix_`` multiplies ``H⁻¹`` by ``θ²`` elementwise along rows only,
+    which is not a covariance matrix; it is not used.)
+    """
+    H = np.asarray(fitter._hessian_, dtype=float)
+    n = float(np.asarray(fitter.data["weights"], dtype=float).sum())
+    cov = np.linalg.inv(H) / n
+    cov = (cov + cov.T) / 2
+    mean = np.log(fitter.params_.to_numpy(dtype=float))
+    rng = np.random.default_rng(seed)
+    d = np.exp(rng.multivariate_normal(mean, cov, size=n_draws, method="eigh"))
+    return pd.DataFrame(d, columns=fitter.params_.index)
+
+
+def clv_draws(bgf, ggf, summary: pd.DataFrame, horizon_days: float = 365, annual_discount_rate: float = 0.10,
+              step_days: float = 30, unit_days: float | None = None, n_draws: int = 200,
+              seed: int = 0) -> np.ndarray:
+    """Posterior draws (``n_draws`` x customers) of each customer's expected discounted future value.
+
+    Two layers of uncertainty, both drawn:
+
+    1. the population parameters (BG/NBD ``r, α, a, b`` and Gamma-Gamma ``p, q, γ``):
+       :func:`parameter_draws`;
+    2. given them, the customer's own purchase rate ``λ``, dropout probability ``p``, being
+       alive, and mean spend ``p_gg/ν``, from their exact posteriors given the customer's
+       history ``(x, t_x, T, m̄)``: alive with the BG/NBD probability
+       ``P(alive) = 1 / (1 + [x>0] a/(b+x-1) ((α+T)/(α+t_x))^{r+x})``; if alive
+       ``λ ~ Gamma(r+x, α+T)``, ``p ~ Beta(a, b+x)`` (Fader, Hardie & Lee 2005, sec. 3);
+       ``ν ~ Gamma(p_gg·x + q, γ + x·m̄)`` (Fader, Hardie & Lee 2005b, the Gamma-Gamma
+       posterior; the prior for customers without a repeat purchase).
+
+    A customer alive at ``T`` with known ``λ, p`` buys ``(1 - e^{-λpt})/p`` times in the next
+    ``t`` (purchases at rate ``λ`` until the dropout that follows a purchase with probability
+    ``p``), so each draw's value is the discounted sum of that times the mean spend, with
+    the steps and discounting of :func:`customer_lifetime_value`. ``bgf`` must be a BG/NBD
+    fit (``lifetimes.BetaGeoFitter``).
+    """
+    from scipy.special import betaln
+
+    if type(bgf).__name__ != "BetaGeoFitter":
+        raise CLVInputError(f"clv_draws needs a BG/NBD fit (BetaGeoFitter), got {type(bgf).__name__}")
+    unit_days = unit_days or summary.attrs.get("time_unit_days")
+    if not unit_days:
+        raise CLVInputError("time unit unknown: pass unit_days (days per model time unit)")
+    if n_draws < 10:
+        raise CLVInputError(f"n_draws must be at least 10, got {n_draws}")
+    x, tx, T = (summary[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T"))
+    m = summary["monetary_value"].to_numpy(dtype=float)
+    has = (x > 0) & (m > 0)
+    th = parameter_draws(bgf, n_draws, seed).to_numpy()[:, :, None]           # draws x 4 x 1
+    gg = parameter_draws(ggf, n_draws, seed + 1).to_numpy()[:, :, None]       # draws x 3 x 1
+    r, al, a, b = th[:, 0], th[:, 1], th[:, 2], th[:, 3]
+    pg, qg, vg = gg[:, 0], gg[:, 1], gg[:, 2]
+    rng = np.random.default_rng(seed + 2)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_ratio = (np.log(a) - np.log(b + np.maximum(x, 1) - 1)
+                     + (r + x) * (np.log(al + T) - np.log(al + tx)))
+        p_alive = np.where(x > 0, 1.0 / (1.0 + np.exp(log_ratio)), 1.0)
+    alive = rng.random(p_alive.shape) < p_alive
+    lam = rng.gamma(r + x, 1.0 / (al + T))
+    pdrop = rng.beta(np.broadcast_to(a, lam.shape), b + x)
+    nu = np.where(has, rng.gamma(pg * x + qg, 1.0 / (vg + x * np.where(has, m, 0.0))), rng.gamma(qg, 1.0 / vg,
+                                                                                                   size=lam.shape))
+    spend = pg / nu
+    n_steps = int(np.ceil(horizon_days / step_days))
+    d_step = (1 + annual_discount_rate) ** (step_days / 365.25) - 1
+    rate = lam * pdrop
+    value = np.zeros(lam.shape)
+    prev = np.zeros(lam.shape)
+    for k in range(1, n_steps + 1):   # loop over time steps, vectorised over draws and customers
+        t = min(k * step_days, horizon_days) / unit_days
+        cum = -np.expm1(-rate * t) / pdrop
+        value += (cum - prev) / (1 + d_step) ** k
+        prev = cum
+    return np.where(alive, value * spend, 0.0)
+
+
+def clv_intervals(bgf, ggf, summary: pd.DataFrame, groups: pd.Series | None = None, level: float = 0.8,
+                  n_draws: int = 200, seed: int = 0, **value_kwargs) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Per-customer and per-group ``level`` intervals of predicted value (from :func:`clv_draws`).
+
+    Returns ``(per_customer, per_group)``: per customer the posterior mean ``clv_mean``
+    and the central interval ``clv_low``/``clv_high``; per group (``groups``: customer ->
+    segment, channel, ...) the total, its interval and the customers. The group interval is
+    of the group's *total* (each draw summed over its customers), so it reflects that the
+    customers share one set of population parameters.
+    """
+    if not 0 < level < 1:
+        raise CLVInputError(f"level must lie in (0, 1), got {level}")
+    draws = clv_draws(bgf, ggf, summary, n_draws=n_draws, seed=seed, **value_kwargs)
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    per = pd.DataFrame({"clv_mean": draws.mean(0), "clv_low": np.quantile(draws, lo, axis=0),
+                        "clv_high": np.quantile(draws, hi, axis=0)}, index=summary.index)
+    per.attrs.update(level=level, n_draws=n_draws)
+    return per, (None if groups is None else group_intervals(draws, summary.index, groups, level))
+
+
+def group_intervals(draws: np.ndarray, index: pd.Index, groups: pd.Series, level: float = 0.8) -> pd.DataFrame:
+    """Per group: customers, the posterior mean of the group's total value and its ``level`` interval.
+
+    ``draws`` from :func:`clv_draws` (draws x customers in ``index``); each draw is summed
+    over the group's customers, so the interval is of the group's *total* and reflects
+    that its customers share one set of population parameters.
+    """
+    g = groups.reindex(index).astype("string").fillna("unknown")
+    codes, names = pd.factorize(g, sort=True)
+    onehot = np.zeros((len(codes), len(names)))
+    onehot[np.arange(len(codes)), codes] = 1.0
+    tot = draws @ onehot
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    out = pd.DataFrame({"customers": np.bincount(codes, minlength=len(names)), "total_mean": tot.mean(0),
+                        "total_low": np.quantile(tot, lo, axis=0), "total_high": np.quantile(tot, hi, axis=0)},
+                       index=pd.Index(names, name=groups.name or "group"))
+    out.attrs.update(level=level, n_draws=draws.shape[0])
+    return out
+
+
+def result_intervals(result: "CLTVResult", level: float = 0.8, n_draws: int = 200,
+                     seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per-customer ``level`` intervals for a :func:`cltv_analysis` result, and the draws.
+
+    Uses the final BG/NBD fit (refit on the final summary when another model was chosen:
+    the customer-level posteriors of :func:`clv_draws` are BG/NBD's) and the final
+    Gamma-Gamma fit, with the result's horizon and discount rate. The draws (draws x
+    customers) serve :func:`group_intervals` for any grouping.
+    """
+    st = result.settings
+    bgf = result.final_fit if result.chosen == "bgnbd" else fit_transactions_model(
+        result.summary, "bgnbd", penalizer=st.get("penalizer", 0.0))
+    draws = clv_draws(bgf, result.final_gamma_gamma, result.summary, horizon_days=st["horizon_days"],
+                      annual_discount_rate=st["annual_discount_rate"], unit_days=result.unit_days,
+                      n_draws=n_draws, seed=seed)
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    per = pd.DataFrame({"clv_mean": draws.mean(0), "clv_low": np.quantile(draws, lo, axis=0),
+                        "clv_high": np.quantile(draws, hi, axis=0)}, index=result.summary.index)
+    per.attrs.update(level=level, n_draws=n_draws, model="bgnbd")
+    return per, draws
+
+
+def clv_intervals_by_group(summary: pd.DataFrame, groups: pd.Series, level: float = 0.8, n_draws: int = 200,
+                           seed: int = 0, min_customers: int = 300, penalizer: float = 0.0,
+                           **value_kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`clv_intervals` with a BG/NBD and Gamma-Gamma fitted *per group* (segment, channel, ...).
+
+    One model for all customers shrinks every customer towards the population, so a
+    group that differs from the rest (dormant one-timers, loyalists) gets a biased total
+    whose narrow parameter-uncertainty interval misses the truth. Fitting each group with
+    at least ``min_customers`` customers on its own removes most of that bias; smaller
+    groups (and groups whose fit fails) use the model of all customers, noted in the
+    ``model`` column. Returns ``(per_customer, per_group)`` as :func:`clv_intervals`.
+    """
+    g = groups.reindex(summary.index).astype("string").fillna("unknown")
+    pooled = None
+    per_parts, grp_rows = [], []
+    for i, (name, idx) in enumerate(g.groupby(g, sort=True).groups.items()):   # a loop over groups (a handful)
+        sub = summary.loc[idx]
+        sub.attrs = dict(summary.attrs)
+        how = "own fit"
+        fits = None
+        if len(sub) >= min_customers:
+            try:
+                fits = (fit_transactions_model(sub, "bgnbd", penalizer=penalizer), fit_gamma_gamma(sub, penalizer))
+            except (ConvergenceError, CLVInputError):
+                fits = None
+        if fits is None:
+            if pooled is None:
+                pooled = (fit_transactions_model(summary, "bgnbd", penalizer=penalizer),
+                          fit_gamma_gamma(summary, penalizer))
+            fits, how = pooled, "all customers"
+        draws = clv_draws(*fits, sub, n_draws=n_draws, seed=seed + 10 * i, **value_kwargs)
+        lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+        per_parts.append(pd.DataFrame({"clv_mean": draws.mean(0), "clv_low": np.quantile(draws, lo, axis=0),
+                                       "clv_high": np.quantile(draws, hi, axis=0)}, index=sub.index))
+        tot = draws.sum(1)
+        grp_rows.append({"group": name, "customers": len(sub), "total_mean": tot.mean(),
+                         "total_low": np.quantile(tot, lo), "total_high": np.quantile(tot, hi), "model": how})
+    per = pd.concat(per_parts).reindex(summary.index)
+    grp = pd.DataFrame(grp_rows).set_index("group")
+    grp.index.name = groups.name or "group"
+    per.attrs.update(level=level, n_draws=n_draws)
+    grp.attrs.update(level=level, n_draws=n_draws)
+    return per, grp
+
+
 def value_concentration(clv_values: pd.Series, top_share: float = 0.2) -> float:
     """Share of total predicted value held by the top ``top_share`` of customers."""
     v = clv_values.to_numpy(dtype=float)

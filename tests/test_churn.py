@@ -56,6 +56,30 @@ def test_churn_model_beats_both_baselines_on_cdnow(cdnow):
     assert m["churn model"] > m["baseline: days since last purchase"]
     assert m["churn model"] > m["baseline: BG/NBD expected purchases"]
     assert "cross-fitted" in res["scheme"]
+    # frequency and Pareto/NBD, the other classic baselines (the issue's 0.7576 and 0.7787)
+    assert m["baseline: frequency (repeat purchases)"] == pytest.approx(0.7576, abs=5e-4)
+    assert m["baseline: Pareto/NBD expected purchases"] == pytest.approx(0.7787, abs=5e-4)
+    # on CDNOW (purchases only, no other features) the model is only on a par with Pareto/NBD
+    assert m["churn model"] > m["baseline: Pareto/NBD expected purchases"] - 0.005
+
+
+def test_pareto_baseline_equals_lifetimes_directly(cdnow):
+    """The Pareto/NBD baseline against lifetimes' own fitter and summary, with sklearn's AUC."""
+    import lifetimes
+    from lifetimes.utils import summary_data_from_transaction_data
+    from sklearn.metrics import roc_auc_score
+
+    o = cdnow["orders"]
+    e = churn.pareto_expected(o, CUT, H)
+    s = summary_data_from_transaction_data(o, "customer_id", "order_ts", observation_period_end=CUT, freq="D",
+                                           freq_multiplier=7)
+    f = lifetimes.ParetoNBDFitter().fit(s["frequency"], s["recency"], s["T"])
+    ref = f.conditional_expected_number_of_purchases_up_to_time(H / 7, s["frequency"], s["recency"], s["T"])
+    common = e.index.intersection(s.index)
+    assert len(common) == len(s) == len(e)
+    np.testing.assert_allclose(e.loc[common], ref.loc[common], rtol=2e-3)
+    y = churn.churn_labels(o, CUT, H).reindex(common)
+    assert roc_auc_score(y, -e.loc[common]) == pytest.approx(roc_auc_score(y, -ref.loc[common]), abs=1e-4)
 
 
 def test_lift_table_and_metrics():

@@ -76,5 +76,11 @@ def test_churn_model_beats_both_baselines_on_sample(data):
     m = res["metrics"].set_index("model")["roc_auc"]
     assert m["churn model"] > m["baseline: days since last purchase"] + 0.005
     assert m["churn model"] > m["baseline: BG/NBD expected purchases"] + 0.005
+    assert m["churn model"] > m["baseline: Pareto/NBD expected purchases"]
+    assert m["churn model"] > m["baseline: frequency (repeat purchases)"] + 0.005
+    kf = churn.baseline_key_figures(res["metrics"])
+    assert kf["auc_margin_over_best_baseline"] == pytest.approx(
+        m["churn model"] - max(v for k, v in m.items() if k.startswith("baseline")))
+    print("sample churn AUCs:", kf)
     # the richer features are in use: service, surveys and channel mix columns exist
     assert {"tickets", "last_nps", "n_channels", "online_share", "visits_30d"} <= set(res["X_test"].columns)

@@ -70,17 +70,22 @@ def test_pre_period_covariates_can_be_computed_from_orders(ds):
     np.testing.assert_allclose(comp["pre_revenue"].sum(), given["pre_revenue"].sum(), rtol=1e-4)
 
 
-def test_primary_rows_equal_scipy_on_the_units(results):
+def test_primary_rows_equal_statsmodels_on_the_units(results):
+    """Conversion: the pooled z test (= chi-square) and the Wald interval, as statsmodels computes them."""
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_chisquare, proportions_ztest
+
     _, res = results
     for x, r in res.items():
         u = r.data.units
         c = u.loc[u["variant"] == r.data.control, "converted"]
         for v in r.data.treatments:
-            row = r.results.query("metric == 'conversion' and method == 'welch' and variant == @v").iloc[0]
-            ref = sps.ttest_ind(u.loc[u["variant"] == v, "converted"], c, equal_var=False)
-            ci = ref.confidence_interval(0.95)
-            assert row["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
-            assert (row["abs_low"], row["abs_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+            row = r.results.query("metric == 'conversion' and method == 'z-test' and variant == @v").iloc[0]
+            t = u.loc[u["variant"] == v, "converted"]
+            counts, nobs = [t.sum(), c.sum()], [len(t), len(c)]
+            assert row["p_diff"] == pytest.approx(proportions_ztest(counts, nobs)[1], rel=1e-9)
+            assert row["p_diff"] == pytest.approx(proportions_chisquare(counts, nobs)[1], rel=1e-9)
+            ci = confint_proportions_2indep(counts[0], nobs[0], counts[1], nobs[1], method="wald")
+            assert (row["abs_low"], row["abs_high"]) == pytest.approx(ci, rel=1e-9)
 
 
 # --------------------------------------------------------------------------- planted truth
@@ -109,7 +114,7 @@ def test_each_planted_effect_lies_in_its_interval(results, truth):
         for v in r.data.treatments:
             rel = t[v]["expected_lift_vs_control"]
             diff = t[v]["expected_conversion_rate"] - t[r.data.control]["expected_conversion_rate"]
-            for method in ("cuped", "welch"):
+            for method in ("cuped", "z-test"):
                 row = r.results.query("metric == 'conversion' and method == @method and variant == @v").iloc[0]
                 assert row["rel_low"] <= t[v]["true_lift"] <= row["rel_high"], (x, v, method)
                 if not srm:
@@ -133,9 +138,19 @@ def test_harmful_guardrail_is_caught_and_its_effect_recovered(results, truth):
 
 def test_cuped_reduces_variance_on_the_sample(results):
     _, res = results
-    vr = {x: r.decision_rows("primary")["variance_reduction"].max() for x, r in res.items()}
+    vr = {x: r.results.query("role == 'primary' and method == 'cuped'")["variance_reduction"].max()
+          for x, r in res.items()}
     assert all(v >= 0 for v in vr.values())
     assert vr["EXP03_checkout_flow"] > 0.15       # heterogeneous base rates: the pre-period explains a lot
+    # CUPED decides only where it removes at least 5% of the variance; the plain row decides elsewhere
+    for x, r in res.items():
+        p = r.decision_rows("primary")
+        cu = r.results.query("role == 'primary' and method == 'cuped'").set_index("variant")
+        for _, row in p.iterrows():
+            material = cu.loc[row["variant"], "variance_reduction"] >= ab.CUPED_MIN_VARIANCE_REDUCTION
+            assert (row["method"] == "cuped") == material, (x, row["variant"])
+    assert res["EXP03_checkout_flow"].decision_rows("primary")["method"].eq("cuped").all()
+    assert res["EXP04_personalised_offer"].decision_rows("primary")["method"].eq("z-test").all()   # 0.2%
 
 
 def test_decisions(results):
@@ -313,3 +328,57 @@ def test_a_running_test_is_judged_by_the_always_valid_sequence(tables, ds):
         assert last["p_always_valid"] < 0.05
     else:
         assert last["p_always_valid"] >= 0.05 or r.decision_rows("guardrail")["harmful"].any()
+
+
+def test_no_pre_period_data_no_crash_and_no_cuped(tables, ds):
+    """Without pre_* columns the covariates come from orders; with CUPED off nothing is adjusted,
+    the CUPED summary is empty and the report says so (07 crashed with KeyError 'cuped')."""
+    t2 = dict(tables, experiments=tables["experiments"].drop(columns=["pre_revenue", "pre_orders"]))
+    r = ab.analyze(t2, "EXP04_personalised_offer", config=ds.config)
+    assert len(r.cuped_summary()) and "CUPED" in r.methods_note()
+    r0 = ab.analyze(t2, "EXP04_personalised_offer", config=ds.config, cuped=False)
+    assert r0.cuped_summary().empty and "No pre-period" in r0.methods_note()
+    assert not (r0.results["method"] == "cuped").any()
+    assert r0.decision.verdict == r.decision.verdict
+
+
+def test_cuped_sentences_never_mix_raw_and_adjusted(results):
+    """Where CUPED decides, the sentence's rates are the adjusted means and say so."""
+    _, res = results
+    r = res["EXP03_checkout_flow"]
+    row = r.decision_rows("primary").query("variant == 'B'").iloc[0]
+    assert row["method"] == "cuped"
+    assert row["control_value"] == pytest.approx(row["mean_c"]) and row["variant_value"] == pytest.approx(row["mean_t"])
+    assert row["abs_lift"] == pytest.approx(row["variant_value"] - row["control_value"])
+    assert row["raw_control_value"] != pytest.approx(row["control_value"], abs=1e-6)
+    line = next(x for x in r.decision.reasons if x.startswith("B vs A") or x.startswith("Also compared: B vs A"))
+    assert "CUPED-adjusted" in line
+    assert f"{row['control_value']:.1%} → {row['variant_value']:.1%}" in line
+    if r.decision.verdict == "ship":
+        assert "CUPED-adjusted" in r.decision.headline
+
+
+def test_bayesian_key_figures_follow_growthbook(results):
+    """The key figures' Bayesian view is GrowthBook's: posterior N(rel, rel_se²) of the deciding row."""
+    _, res = results
+    for x in ("EXP01_email_subject", "EXP06_abandoned_cart", "EXP02_cta_button"):
+        r = res[x]
+        kf = r.key_figures()
+        row = r.decision_rows("primary").query("variant == @kf['compared_variant']").iloc[0]
+        assert kf["bayes_expected_relative_lift"] == pytest.approx(row["rel_lift"], rel=1e-12)
+        z = row["rel_lift"] / row["rel_se"]
+        assert kf["prob_beats_control"] == pytest.approx(sps.norm.cdf(z), rel=1e-9)
+        assert kf["bayes_relative_lift_ci_low"] == pytest.approx(row["rel_lift"] - 1.959964 * row["rel_se"], rel=1e-5)
+        assert kf["relative_lift_p_value"] == pytest.approx(row["p_value"])
+        assert 0 <= kf["expected_relative_loss"] < abs(row["rel_lift"]) + row["rel_se"]
+
+
+def test_a_harm_sentence_shows_the_interval_of_the_test_that_found_it(results):
+    """A guardrail harm is found by the test of the difference, so its sentence shows the difference's
+    interval (which excludes zero), not the relative lift's (which, for a rare event, may not)."""
+    _, res = results
+    r = res["EXP04_personalised_offer"]
+    g = r.decision_rows("guardrail").iloc[0]
+    line = next(x for x in r.decision.reasons if x.startswith("Guardrail breached"))
+    assert f"{100 * g['abs_low']:+.1f} to {100 * g['abs_high']:+.1f} pp" in line and g["abs_low"] > 0
+    assert f"p = {g['p_diff']:.3g}" in line

@@ -68,8 +68,9 @@ def test_relative_lift_equals_tea_tasting(data):
     r = ab.compare_means(c, t)
     ref = _tt(data, tt.Mean("value"))
     assert r["rel"] == pytest.approx(ref.rel_effect_size, rel=1e-10)
-    assert r["rel_low"] == pytest.approx(ref.rel_effect_size_ci_lower, rel=1e-9)
-    assert r["rel_high"] == pytest.approx(ref.rel_effect_size_ci_upper, rel=1e-9)
+    # tea-tasting's relative interval is the log-scale one (kept as rel_log_*)
+    assert r["rel_log_low"] == pytest.approx(ref.rel_effect_size_ci_lower, rel=1e-9)
+    assert r["rel_log_high"] == pytest.approx(ref.rel_effect_size_ci_upper, rel=1e-9)
     assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
     assert r["abs_low"] == pytest.approx(ref.effect_size_ci_lower, rel=1e-9)
 
@@ -94,8 +95,8 @@ def test_ratio_metric_equals_tea_tasting(data):
     ref = _tt(d, tt.RatioOfMeans("returned", "orders"))
     assert r["diff"] == pytest.approx(ref.effect_size, rel=1e-10)
     assert (r["abs_low"], r["abs_high"]) == pytest.approx((ref.effect_size_ci_lower, ref.effect_size_ci_upper), rel=1e-9)
-    assert (r["rel_low"], r["rel_high"]) == pytest.approx((ref.rel_effect_size_ci_lower, ref.rel_effect_size_ci_upper),
-                                                          rel=1e-9)
+    assert (r["rel_log_low"], r["rel_log_high"]) == pytest.approx(
+        (ref.rel_effect_size_ci_lower, ref.rel_effect_size_ci_upper), rel=1e-9)
     assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
 
 
@@ -122,8 +123,8 @@ def test_cuped_equals_tea_tasting_and_is_close_to_ols(data):
     ref = _tt(d, tt.Mean("value", "x"))
     assert r["diff"] == pytest.approx(ref.effect_size, rel=1e-9)
     assert (r["abs_low"], r["abs_high"]) == pytest.approx((ref.effect_size_ci_lower, ref.effect_size_ci_upper), rel=1e-9)
-    assert (r["rel_low"], r["rel_high"]) == pytest.approx((ref.rel_effect_size_ci_lower, ref.rel_effect_size_ci_upper),
-                                                          rel=1e-9)
+    assert (r["rel_log_low"], r["rel_log_high"]) == pytest.approx(
+        (ref.rel_effect_size_ci_lower, ref.rel_effect_size_ci_upper), rel=1e-9)
     assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-8)
     # regression adjustment (ANCOVA) gives nearly the same estimate and standard error
     fit = sm.OLS(d["value"], sm.add_constant(np.c_[d["t"].astype(float), d["x"]])).fit(cov_type="HC1")
@@ -204,22 +205,28 @@ def test_bayes_normal_matches_closed_form():
 
 # --------------------------------------------------------------------------- planning
 def test_sample_size_matches_textbook_formula():
+    """Proportions: the pooled-variance normal formula n = (z_a + z_b)² · 2p̄(1-p̄) / δ² (Fleiss et al. 2003, 4.2)."""
     p1, rel = 0.12, 0.10
     p2 = p1 * (1 + rel)
+    pbar = (p1 + p2) / 2
     z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
-    n_book = z ** 2 * (p1 * (1 - p1) + p2 * (1 - p2)) / (p2 - p1) ** 2
-    s = ab.sample_size(p1, rel)
-    assert abs(s["n_control"] - n_book) <= 2
-    assert ab.power_at(s["n_control"], p1, rel) >= 0.8 > ab.power_at(s["n_control"] - 50, p1, rel)
-    mde = ab.minimum_detectable_effect(s["n_control"], p1)
+    n_book = z ** 2 * 2 * pbar * (1 - pbar) / (p2 - p1) ** 2
+    s = ab.sample_size(p1, rel, kind="normal")
+    assert s["n_control_exact"] == pytest.approx(n_book, rel=1e-4)
+    assert s["n_control"] == int(np.ceil(n_book))
+    # the t version needs a hair more (at this n, less than one unit)
+    st = ab.sample_size(p1, rel)
+    assert st["kind"] == "t" and 0 < st["n_control_exact"] - s["n_control_exact"] < 1
+    assert ab.power_at(st["n_control"], p1, rel) >= 0.8 > ab.power_at(st["n_control"] - 50, p1, rel)
+    mde = ab.minimum_detectable_effect(st["n_control"], p1)
     assert mde == pytest.approx(rel, rel=0.01)
     # means: statsmodels NormalIndPower with d = delta / sd
     from statsmodels.stats.power import NormalIndPower
 
     sm_n = NormalIndPower().solve_power(effect_size=5 / 40, alpha=0.05, power=0.9, ratio=1.0)
-    assert ab.sample_size(100.0, 0.05, variance=1600.0, power=0.9)["n_control"] == int(np.ceil(sm_n))
+    assert ab.sample_size(100.0, 0.05, variance=1600.0, power=0.9, kind="normal")["n_control"] == int(np.ceil(sm_n))
     # three variants: the level is split, so more units per arm
-    assert ab.sample_size(p1, rel, variants=3)["n_control"] > s["n_control"]
+    assert ab.sample_size(p1, rel, variants=3)["n_control"] > st["n_control"]
 
 
 def test_planning_bad_input():

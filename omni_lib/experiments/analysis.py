@@ -3,13 +3,23 @@
 ``analyze()`` runs, in the order a careful analyst would:
 
 1. the sample-ratio-mismatch check (and the units excluded on the way);
-2. every metric for every treatment against control: Welch for means (conversion is
-   the mean of 0/1), the delta method for ratios (AOV, return rate, orders per
-   session), CUPED on the pre-period covariate where one exists (the variance
-   reduction is reported), relative lifts by the log-scale delta method;
+2. every metric for every treatment against control. The difference is tested with the
+   pooled two-proportion z test (= chi-square) for rates, Welch's t test for means and
+   the delta method for ratios (AOV, return rate, orders per session): ``p_diff``. The
+   relative lift gets GrowthBook's delta-method interval and p-value
+   (:func:`stats.relative_delta`): ``rel_low``/``rel_high``/``p_value``. **The decision
+   uses the relative lift's delta-method test** (``p_value``, Holm-adjusted), so the
+   interval shown, the p-value and the Bayesian posterior tell one story; ``p_diff``
+   is shown beside it (it is the same hypothesis, no difference, and agrees closely at
+   A/B-test sizes). CUPED on the pre-period covariate where one exists: it is *computed*
+   always but *decides* only when it removes at least ``CUPED_MIN_VARIANCE_REDUCTION``
+   (5%) of the variance of the difference; a smaller gain is worth less than 5% more
+   units and not worth a fitted θ in the explanation;
 3. Holm (the decision family: the primary metric over the treatment variants) and
    Benjamini-Hochberg adjusted p-values, per family (primary, secondary, guardrails);
-4. Bayesian probability to beat control / to be best, and expected loss;
+4. Bayesian: GrowthBook's engine on the relative lift (expected lift, credible interval,
+   chance to beat control, expected loss, :func:`stats.bayes_relative`), and the joint
+   posteriors' probability to be best (beta-binomial for rates, normal otherwise);
 5. daily monitoring: the fixed-horizon p-value and the always-valid confidence
    sequence per assignment day;
 6. planning numbers: power at this size, the minimum detectable effect, units and
@@ -18,10 +28,12 @@
 
 The decision rules (:func:`decide`), in order: a sample-ratio mismatch stops
 everything (do not ship; the comparison is broken). A treatment ships when it beats
-control on the primary metric after the Holm correction *and* no guardrail is
-significantly worse (guardrails are not corrected: missing a harm costs more than a
-false alarm). A significant guardrail harm, or a significant loss on the primary
-metric, means do not ship. While the test is still running (some units' windows are
+control on the primary metric after the Holm correction (the relative lift's
+delta-method test) *and* no guardrail is
+significantly worse (guardrails are not corrected, and are judged by the test of the
+difference, ``p_diff``: missing a harm costs more than a false alarm). A significant guardrail harm, or a significant loss on the primary
+metric (a harm, either way, is judged by the test of the difference, Holm-adjusted for
+the primary metric), means do not ship. While the test is still running (some units' windows are
 still open at the data end) the primary metric is judged by the always-valid p-value
 and confidence sequence instead, so a team may re-read the report every day.
 Otherwise the result is inconclusive: keep running when
@@ -44,10 +56,16 @@ from .errors import ExperimentInputError
 from .units import DEFAULT_WINDOW_DAYS, METRICS, ExperimentData, Metric, experiment_ids, prepare
 
 __all__ = ["ExperimentResult", "Decision", "analyze", "decide", "compare", "breakdown", "overview",
-           "DEFAULT_SECONDARY", "DEFAULT_GUARDRAILS"]
+           "DEFAULT_SECONDARY", "DEFAULT_GUARDRAILS", "CUPED_MIN_VARIANCE_REDUCTION"]
 
 DEFAULT_SECONDARY = ("revenue_per_user", "orders_per_user", "aov", "orders_per_session")
 DEFAULT_GUARDRAILS = ("return_rate",)
+
+#: CUPED decides only when it removes at least this share of the variance of the difference
+CUPED_MIN_VARIANCE_REDUCTION = 0.05
+
+METHOD_NAMES = {"z-test": "pooled two-proportion z test", "welch": "Welch t test", "delta": "delta-method test",
+                "cuped": "CUPED-adjusted Welch t test"}
 
 
 @dataclass
@@ -87,6 +105,45 @@ class ExperimentResult:
         r = self.results.loc[self.results["decision_row"]]
         return r if role is None else r.loc[r["role"] == role]
 
+    def cuped_summary(self) -> pd.DataFrame:
+        """Per metric and variant with a pre-period covariate: standard errors plain and CUPED,
+        the variance reduction and whether CUPED decides (empty when there is no covariate)."""
+        r = self.results
+        cu = r.loc[r["method"] == "cuped"]
+        cols = ["metric", "variant", "covariate", "se_plain", "se_cuped", "variance_reduction", "used_for_decision"]
+        if cu.empty:
+            return pd.DataFrame(columns=cols)
+        plain = r.loc[r["method"] != "cuped"].set_index(["metric", "variant"])["se"]
+        out = cu[["metric", "variant", "covariate", "se", "variance_reduction", "decision_row"]].rename(
+            columns={"se": "se_cuped", "decision_row": "used_for_decision"})
+        out.insert(3, "se_plain", plain.reindex(pd.MultiIndex.from_frame(out[["metric", "variant"]])).to_numpy())
+        return out[cols].reset_index(drop=True)
+
+    def methods_note(self) -> str:
+        """Which test was used for what, in plain words (for the report)."""
+        p = self.decision_rows("primary")
+        meth = p["method"].iloc[0] if len(p) else "welch"
+        cu = self.cuped_summary()
+        if cu.empty:
+            cuped = ("No pre-period measurement was available, so no CUPED adjustment was made "
+                     "(every figure is the plain comparison).")
+        else:
+            pc = cu.loc[cu["metric"] == self.primary]
+            used = bool(pc["used_for_decision"].any())
+            vr = pc["variance_reduction"].max() if len(pc) else float("nan")
+            cuped = (f"CUPED (adjusting for the pre-period) removes {vr:.1%} of the variance of the primary metric; "
+                     f"it decides only when it removes at least {CUPED_MIN_VARIANCE_REDUCTION:.0%}, so here "
+                     + ("the CUPED-adjusted figures decide (and every figure in a sentence about it is adjusted)."
+                        if used else "the plain figures decide."))
+        return (f"How the numbers are tested: a rate (conversion) by the pooled two-proportion z test, the same "
+                f"p-value as the chi-square test of the 2x2 table; a mean per unit (revenue, orders) by Welch's t "
+                f"test; a ratio (order value, return rate) by the delta method. The **decision** uses the relative "
+                f"lift and its delta-method interval and p-value (as GrowthBook's frequentist engine), Holm-corrected "
+                f"over the versions; the Bayesian chance to beat control uses the same lift and standard error, so "
+                f"the two views agree. A harm (a primary or guardrail metric getting worse) is judged by the test of "
+                f"the difference, which is the quicker to raise it. Primary metric here: {self.primary}, "
+                f"decided on the {METHOD_NAMES[meth]} figures. " + cuped)
+
     def key_figures(self) -> dict:
         """The numbers a scheduled run charts (for ``omni_lib.report.key_figures``)."""
         p = self.decision_rows("primary")
@@ -102,10 +159,16 @@ class ExperimentResult:
                         "control_rate": best["control_value"], "variant_rate": best["variant_value"],
                         "relative_lift": best["rel_lift"], "relative_lift_ci_low": best["rel_low"],
                         "relative_lift_ci_high": best["rel_high"], "p_value_holm": best["p_holm"],
+                        "relative_lift_p_value": best["p_value"], "difference_p_value": best["p_diff"],
                         "method": best["method"], "cuped_variance_reduction": best["variance_reduction"]})
-            pb = bayes.loc[bayes["variant"] == best["variant"], "p_beat_control"]
-            if len(pb):
-                fig["prob_beats_control"] = float(pb.iloc[0])
+            pb = bayes.loc[bayes["variant"] == best["variant"]]
+            if len(pb) and "chance_to_beat_control" in pb:
+                b = pb.iloc[0]
+                fig.update({"bayes_expected_relative_lift": float(b["expected_rel_lift"]),
+                            "bayes_relative_lift_ci_low": float(b["rel_ci_low"]),
+                            "bayes_relative_lift_ci_high": float(b["rel_ci_high"]),
+                            "prob_beats_control": float(b["chance_to_beat_control"]),
+                            "expected_relative_loss": float(b["risk_ship"])})
         fig["guardrails_breached"] = int(g["harmful"].sum()) if len(g) else 0
         return fig
 
@@ -164,12 +227,19 @@ def compare(units: pd.DataFrame, metric: str | Metric, control: str, treatment: 
     rows = []
     if m.denominator is None:
         yc, yt = _values(c, m.numerator, m.name), _values(t, m.numerator, m.name)
-        r = stats.compare_means(yc, yt, alpha)
-        rows.append({**base, "method": "welch", **_row(r, yc.mean(), yt.mean())})
+        binary = m.kind == "proportion" and bool(np.isin(np.r_[yc.to_numpy(), yt.to_numpy()], (0.0, 1.0)).all())
+        if binary:
+            r = stats.compare_proportions(yc, yt, alpha)
+            rows.append({**base, "method": "z-test", **_row(r, yc.mean(), yt.mean())})
+        else:
+            r = stats.compare_means(yc, yt, alpha)
+            rows.append({**base, "method": "welch", **_row(r, yc.mean(), yt.mean())})
         cov = m.covariate
         if cuped and cov and cov in units and units[cov].notna().all() and units[cov].astype(float).var() > 0:
             rc = stats.compare_cuped(yc, c[cov].astype(float), yt, t[cov].astype(float), alpha)
-            rows.append({**base, "method": "cuped", **_row(rc, yc.mean(), yt.mean()),
+            # every figure of a CUPED row is adjusted (means too), so no sentence mixes raw and adjusted
+            rows.append({**base, "method": "cuped", **_row(rc, rc["mean_c"], rc["mean_t"]),
+                         "raw_control_value": float(yc.mean()), "raw_variant_value": float(yt.mean()),
                          "variance_reduction": rc["variance_reduction"], "theta": rc["theta"],
                          "covariate": cov})
     else:
@@ -186,10 +256,18 @@ def compare(units: pd.DataFrame, metric: str | Metric, control: str, treatment: 
 
 
 def _row(r: dict, control_value: float, variant_value: float) -> dict:
+    """One results row. ``p_value`` is the relative lift's delta-method p (it decides), ``p_diff``
+    the test of the difference; where the relative lift is undefined (control mean 0) the
+    difference's p is used."""
+    p_rel = r["rel_p_value"]
     return {"n_control": r["n_c"], "n_variant": r["n_t"], "control_value": float(control_value),
-            "variant_value": float(variant_value), "abs_lift": r["diff"], "abs_low": r["abs_low"],
+            "variant_value": float(variant_value), "raw_control_value": float(control_value),
+            "raw_variant_value": float(variant_value), "abs_lift": r["diff"], "abs_low": r["abs_low"],
             "abs_high": r["abs_high"], "rel_lift": r["rel"], "rel_low": r["rel_low"], "rel_high": r["rel_high"],
-            "se": r["se"], "p_value": r["p_value"], "mean_c": r["mean_c"], "mean_t": r["mean_t"],
+            "rel_se": r["rel_se"], "rel_log_low": r["rel_log_low"], "rel_log_high": r["rel_log_high"],
+            "rel_imprecise": bool(r["rel_imprecise"]),
+            "se": r["se"], "p_value": p_rel if np.isfinite(p_rel) else r["p_value"], "p_diff": r["p_value"],
+            "mean_c": r["mean_c"], "mean_t": r["mean_t"],
             "var_c": r["var_c"], "var_t": r["var_t"], "variance_reduction": np.nan, "theta": np.nan,
             "covariate": None}
 
@@ -238,24 +316,34 @@ def analyze(tables: Mapping[str, pd.DataFrame | None], experiment_id: str, *, co
             r["role"] = role
         rows += mrows
     res = pd.DataFrame(rows)
-    # decision row per metric and variant: CUPED where available
-    has_cuped = res.groupby(["metric", "variant"])["method"].transform(lambda s: (s == "cuped").any())
-    res["decision_row"] = (res["method"] == "cuped") | ~has_cuped
+    # decision row per metric and variant: CUPED where it removes a material share of the variance
+    use_cuped = (res["method"] == "cuped") & (res["variance_reduction"] >= CUPED_MIN_VARIANCE_REDUCTION)
+    has_cuped = use_cuped.groupby([res["metric"], res["variant"]]).transform("any")
+    res["decision_row"] = use_cuped | (~has_cuped & (res["method"] != "cuped"))
     res["p_holm"] = np.nan
     res["p_bh"] = np.nan
+    res["p_holm_diff"] = np.nan
     for role in ("primary", "secondary", "guardrail"):
         sel = res["decision_row"] & (res["role"] == role)
         if sel.any():
             res.loc[sel, "p_holm"] = stats.adjust_pvalues(res.loc[sel, "p_value"], "holm")
             res.loc[sel, "p_bh"] = stats.adjust_pvalues(res.loc[sel, "p_value"], "fdr_bh")
+            res.loc[sel, "p_holm_diff"] = stats.adjust_pvalues(res.loc[sel, "p_diff"], "holm")
     good = np.where(res["higher_is_better"], res["abs_lift"] > 0, res["abs_lift"] < 0)
-    sig = res["p_value"] < alpha
-    res["significant"] = np.where(res["role"] == "primary", res["p_holm"] < alpha, sig)
-    res["harmful"] = (res["role"] == "guardrail") & sig & ~good & res["decision_row"]
+    # A gain counts when the relative lift's delta-method test says so (p_value; Holm for the
+    # primary metric); a harm when the test of the difference does (p_diff): the relative
+    # lift's Wald test grows more cautious as an increase grows (its variance has μ_t²), which
+    # is the right bias for shipping and the wrong one for catching harm.
+    primary = res["role"] == "primary"
+    p_gain = np.where(primary, res["p_holm"], res["p_value"])
+    p_harm = np.where(primary, res["p_holm_diff"], res["p_diff"])
+    res["significant"] = np.where(good, p_gain < alpha, p_harm < alpha)
+    res["harmful"] = (res["role"] == "guardrail") & res["significant"] & ~good & res["decision_row"]
     res["direction"] = np.where(~res["significant"], "no clear change", np.where(good, "better", "worse"))
     lead = ["role", "metric", "label", "variant", "method", "n_control", "n_variant", "control_value",
             "variant_value", "abs_lift", "abs_low", "abs_high", "rel_lift", "rel_low", "rel_high", "p_value",
-            "p_holm", "p_bh", "significant", "direction", "harmful", "variance_reduction", "decision_row"]
+            "p_holm", "p_bh", "p_diff", "significant", "direction", "harmful", "variance_reduction",
+            "decision_row"]
     res = res[lead + [c for c in res.columns if c not in lead]]
 
     bayes = _bayes(d, res, roles, draws, seed, cap_quantile)
@@ -307,6 +395,13 @@ def _bayes(d: ExperimentData, res: pd.DataFrame, roles, draws: int, seed: int,
         b.insert(0, "variant", d.variants)
         b.insert(0, "metric", m.name)
         b.insert(0, "role", role)
+        # GrowthBook's Bayesian engine on the relative lift (flat prior, closed form)
+        rr = rows.set_index("variant").reindex(d.variants)
+        g = stats.bayes_relative(rr["rel_lift"].to_numpy(float), rr["rel_se"].to_numpy(float),
+                                 higher_is_better=m.higher_is_better)
+        b["expected_rel_lift"], b["rel_ci_low"], b["rel_ci_high"] = g["expected"], g["ci_low"], g["ci_high"]
+        b["chance_to_beat_control"] = g["chance_to_win"]
+        b["risk_ship"], b["risk_keep_control"] = g["risk_treatment"], g["risk_control"]
         parts.append(b)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -378,8 +473,17 @@ def _lift(r: pd.Series) -> str:
     return f"{_fmt(r['abs_lift'], r['unit'])} (95% CI {_fmt(r['abs_low'], r['unit'])} to {_fmt(r['abs_high'], r['unit'])})"
 
 
+def _abs_lift(r: pd.Series) -> str:
+    """The difference with its interval (what a harm is judged by), e.g. '+9.1 pp (95% CI +3.0 to +15.2 pp)'."""
+    if r["unit"] == "share":
+        return (f"{100 * r['abs_lift']:+.1f} pp (95% CI {100 * r['abs_low']:+.1f} to "
+                f"{100 * r['abs_high']:+.1f} pp)")
+    return f"{_fmt(r['abs_lift'], r['unit'])} (95% CI {_fmt(r['abs_low'], r['unit'])} to {_fmt(r['abs_high'], r['unit'])})"
+
+
 def _change(r: pd.Series) -> str:
-    return (f"{r['label'].split(' (')[0].lower()} {_fmt(r['control_value'], r['unit'])} → "
+    adj = "CUPED-adjusted " if r.get("method") == "cuped" else ""
+    return (f"{adj}{r['label'].split(' (')[0].lower()} {_fmt(r['control_value'], r['unit'])} → "
             f"{_fmt(r['variant_value'], r['unit'])}")
 
 
@@ -391,8 +495,15 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
     p = res.loc[(res["role"] == "primary") & res["decision_row"]].set_index("variant")
     g = res.loc[(res["role"] == "guardrail") & res["decision_row"]]
     metric_label = p["label"].iloc[0].split(" (")[0].lower()
-    method = {"cuped": "CUPED-adjusted Welch test", "welch": "Welch test", "delta": "delta-method test"}[
-        p["method"].iloc[0]]
+    adj_label = ("CUPED-adjusted " if p["method"].iloc[0] == "cuped" else "") + metric_label
+    method = ("delta-method test of the relative lift on the " + METHOD_NAMES[p["method"].iloc[0]]
+              .replace(" test", "").replace("pooled two-proportion z", "rates") + " figures")
+    if p["method"].iloc[0] == "cuped":
+        method = "delta-method test of the CUPED-adjusted relative lift"
+    elif p["method"].iloc[0] == "delta":
+        method = "delta-method test of the relative lift of the ratio"
+    else:
+        method = "delta-method test of the relative lift"
     k = len(p)
     holm = f", Holm-adjusted over {k} variants" if k > 1 else ""
     pb = bayes.loc[bayes["role"] == "primary"].set_index("variant") if len(bayes) else pd.DataFrame()
@@ -408,12 +519,15 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
     def primary_line(v: str) -> str:
         r = p.loc[v]
         extra = ""
-        if v in pb.index:
-            extra = f"; probability it beats control {pb.loc[v, 'p_beat_control']:.1%}"
+        if v in pb.index and "chance_to_beat_control" in pb:
+            extra = f"; chance it beats control {pb.loc[v, 'chance_to_beat_control']:.1%} (Bayesian)"
         if seq_p is not None:
             extra += (f"; still running, so judged by the always-valid p = {seq_p[v]:.3g} "
                       f"(needs < {a_seq:.3g})")
-        return (f"{v} vs {d.control}: {_change(r)}, {_lift(r)}, p = {r['p_holm']:.3g} ({method}{holm}){extra}.")
+        diff_test = (f" The difference alone: {METHOD_NAMES[r['method']]}, p = {r['p_diff']:.3g}."
+                     if np.isfinite(r.get("p_diff", np.nan)) else "")
+        return (f"{v} vs {d.control}: {_change(r)}, {_lift(r)}, p = {r['p_holm']:.3g} ({method}{holm}){extra}."
+                + diff_test)
 
     if srm["alert"]:
         reasons = [srm["message"]]
@@ -430,30 +544,29 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
 
     def guard_lines(v: str) -> list[str]:
         h = harm[v]
-        return [f"Guardrail breached: {_change(r)} for {v}, {_lift(r)}, p = {r['p_value']:.3g}."
+        return [f"Guardrail breached: {_change(r)} for {v}, {_abs_lift(r)}, p = {r['p_diff']:.3g} "
+                f"({METHOD_NAMES[r['method']]} of the difference)."
                 for _, r in h.iterrows()]
 
     def guard_ok(v: str) -> str:
         gv = g.loc[g["variant"] == v]
         if gv.empty:
             return "No guardrail metric could be computed."
-        return "Guardrails hold: " + "; ".join(f"{_change(r)} (no significant harm, p = {r['p_value']:.2f})"
+        return "Guardrails hold: " + "; ".join(f"{_change(r)} (no significant harm, p = {r['p_diff']:.2f})"
                                                for _, r in gv.iterrows()) + "."
 
     clean = [v for v in winners if harm[v].empty]
     if clean:
         best = max(clean, key=lambda v: p.loc[v, "rel_lift"])
         reasons = [primary_line(best), guard_ok(best)]
-        if best in pb.index:
-            loss = pb.loc[best, "expected_loss_vs_control"]
-            loss_txt = (f"{100 * loss:.2f} percentage points" if p.loc[best, "unit"] == "share"
-                        else _fmt(loss, p.loc[best, "unit"]))
-            reasons.append(f"Risk of shipping {best}: if it were in fact worse, the expected loss in {metric_label} "
-                           f"is {loss_txt} (Bayesian expected loss).")
+        if best in pb.index and "risk_ship" in pb:
+            loss = pb.loc[best, "risk_ship"]
+            reasons.append(f"Risk of shipping {best}: the expected relative loss in {metric_label}, counting only "
+                           f"the cases where it is in fact worse, is {loss:.2%} (Bayesian expected loss).")
         others = [v for v in p.index if v != best]
         reasons += [f"Also compared: {primary_line(v)}" for v in others]
         reasons += [line for v in winners if v != best for line in guard_lines(v)]
-        return Decision("ship", best, f"{name}: ship {best}. It lifts {metric_label} by {p.loc[best, 'rel_lift']:+.1%} "
+        return Decision("ship", best, f"{name}: ship {best}. It lifts {adj_label} by {p.loc[best, 'rel_lift']:+.1%} "
                         f"({_fmt(p.loc[best, 'control_value'], p.loc[best, 'unit'])} → "
                         f"{_fmt(p.loc[best, 'variant_value'], p.loc[best, 'unit'])}) with no guardrail harm.", reasons)
 
@@ -464,12 +577,12 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
         reasons = [primary_line(v)] + guard_lines(v) + [
             f"The gain in {metric_label} comes with a significant harm on a guardrail, so {v} should not ship "
             "as it is; fix the cause of the harm and test again."]
-        return Decision("do not ship", None, f"{name}: do not ship {v}. It lifts {metric_label} by "
+        return Decision("do not ship", None, f"{name}: do not ship {v}. It lifts {adj_label} by "
                         f"{p.loc[v, 'rel_lift']:+.1%}, but {_change(h)}.", reasons)
     if losers:
         reasons = [primary_line(v) for v in p.index] + [line for v in any_harm for line in guard_lines(v)]
         worst = max(losers, key=lambda v: abs(p.loc[v, "rel_lift"]))
-        return Decision("do not ship", None, f"{name}: do not ship. {worst} makes {metric_label} worse "
+        return Decision("do not ship", None, f"{name}: do not ship. {worst} makes {adj_label} worse "
                         f"({_fmt(p.loc[worst, 'control_value'], p.loc[worst, 'unit'])} → "
                         f"{_fmt(p.loc[worst, 'variant_value'], p.loc[worst, 'unit'])}, "
                         f"{p.loc[worst, 'rel_lift']:+.1%}); no variant beats control.", reasons)
@@ -601,6 +714,8 @@ def overview(tables: Mapping[str, pd.DataFrame | None], *, config=None, ids: Ite
                      "variant": best["variant"], "control_value": best["control_value"],
                      "variant_value": best["variant_value"], "rel_lift": best["rel_lift"],
                      "rel_low": best["rel_low"], "rel_high": best["rel_high"], "p_holm": best["p_holm"],
+                     "method": best["method"], "p_diff": best["p_diff"],
+                     "chance_to_beat_control": r.key_figures().get("prob_beats_control", np.nan),
                      "guardrail_harm": bool(g["harmful"].any()) if len(g) else False,
                      "decision": r.decision.verdict, "ship": r.decision.variant or "",
                      "headline": r.decision.headline})

@@ -1,4 +1,9 @@
-"""Two-sample statistics for A/B tests: Welch, delta method, CUPED, SRM, Bayes, corrections.
+"""Two-sample statistics for A/B tests: pooled z / chi-square, Welch, delta method, CUPED, SRM, Bayes, corrections.
+
+Peers matched in ``tests/test_experiments_peers.py`` (to their published 5 decimals or
+better): GrowthBook's frequentist relative lift (:func:`relative_delta`) and Bayesian
+engine (:func:`bayes_relative`), spotify-confidence's chi-square difference and
+statsmodels' ``proportions_ztest`` (:func:`proportions_from_counts`).
 
 Everything here works on plain numbers or numpy arrays (per-unit values, or the
 per-group summaries ``n, mean, var``), so the same code serves one experiment and
@@ -24,7 +29,8 @@ from scipy import stats as sps
 
 from .errors import ExperimentInputError
 
-__all__ = ["welch_from_stats", "compare_means", "compare_ratios", "compare_cuped", "group_summary",
+__all__ = ["welch_from_stats", "relative_delta", "proportions_from_counts", "compare_proportions",
+           "bayes_relative", "compare_means", "compare_ratios", "compare_cuped", "group_summary",
            "srm_check", "bayes_binary", "bayes_normal", "adjust_pvalues", "SRM_THRESHOLD"]
 
 #: p-value below which a sample-ratio mismatch is raised (Fabijan et al. 2019 use 0.0005;
@@ -38,13 +44,15 @@ def welch_from_stats(mean_c, var_c, n_c, mean_t, var_t, n_t, alpha: float = 0.05
 
     ``var_*`` are sample variances (ddof=1) of the per-unit values. Returns a dict of
     arrays: ``diff`` (treatment - control), ``se``, ``df``, ``stat``, ``p_value``
-    (two-sided), ``abs_low/abs_high`` (the ``1-alpha`` interval of the difference),
-    ``rel`` (treatment/control - 1) and ``rel_low/rel_high``.
+    (two-sided, of the difference), ``abs_low/abs_high`` (the ``1-alpha`` interval of the
+    difference), ``rel`` (treatment/control - 1) with GrowthBook's delta-method
+    ``rel_low/rel_high``, ``rel_se``, ``rel_p_value`` (see :func:`relative_delta`), and
+    the log-scale interval ``rel_log_low/rel_log_high``.
 
     Sources: Welch (1947), *Biometrika* 34:28-35, with the Satterthwaite (1946)
     degrees of freedom: ``df = (v_t/n_t + v_c/n_c)^2 / ((v_t/n_t)^2/(n_t-1) + (v_c/n_c)^2/(n_c-1))``;
     the same numbers as ``scipy.stats.ttest_ind(equal_var=False)``.
-    Relative lift: the delta method on the log scale, ``Var(log ȳ) ≈ Var(ȳ)/μ²``
+    Log-scale relative interval: the delta method on the log scale, ``Var(log ȳ) ≈ Var(ȳ)/μ²``
     (Deng, Knoblich & Lu 2018, "Applying the Delta Method in Metric Analytics", KDD,
     sec. 3; Kohavi, Tang & Xu 2020, *Trustworthy Online Controlled Experiments*,
     ch. 18), so the interval is ``ratio · exp(±q·se_log) - 1`` (asymmetric, never below
@@ -68,12 +76,114 @@ def welch_from_stats(mean_c, var_c, n_c, mean_t, var_t, n_t, alpha: float = 0.05
         q_log = sps.t.ppf(1.0 - alpha / 2.0, df_log)
         ratio = mean_t / mean_c
         ok = (mean_t > 0) & (mean_c > 0)
-        rel = np.where(mean_c != 0, ratio - 1.0, np.nan)
-        rel_low = np.where(ok, ratio * np.exp(-q_log * se_log) - 1.0, np.nan)
-        rel_high = np.where(ok, ratio * np.exp(q_log * se_log) - 1.0, np.nan)
-    return {"diff": diff, "se": se, "df": df, "stat": stat, "p_value": p,
-            "abs_low": diff - q * se, "abs_high": diff + q * se,
-            "rel": rel, "rel_low": rel_low, "rel_high": rel_high}
+        rel_log_low = np.where(ok, ratio * np.exp(-q_log * se_log) - 1.0, np.nan)
+        rel_log_high = np.where(ok, ratio * np.exp(q_log * se_log) - 1.0, np.nan)
+    out = {"diff": diff, "se": se, "df": df, "stat": stat, "p_value": p,
+           "abs_low": diff - q * se, "abs_high": diff + q * se,
+           "rel_log_low": rel_log_low, "rel_log_high": rel_log_high}
+    out.update(relative_delta(mean_c, var_c, n_c, mean_t, var_t, n_t, alpha))
+    return out
+
+
+def relative_delta(mean_c, var_c, n_c, mean_t, var_t, n_t, alpha: float = 0.05,
+                   df=None) -> dict[str, np.ndarray]:
+    """Relative lift ``(mean_t - mean_c)/|mean_c|`` with its delta-method interval and p-value (vectorised).
+
+    This is GrowthBook's frequentist engine (``gbstats.frequentist.tests.TwoSidedTTest``
+    with ``difference_type="relative"``; ``gbstats.utils.frequentist_variance`` and
+    ``variance_of_ratios``): ``Var(rel) = v_t/(n_t μ_c²) + v_c μ_t²/(n_c μ_c⁴)`` (the
+    first-order delta method for a ratio of two independent means; Deng, Knoblich & Lu
+    2018, KDD, sec. 3), a Wald t statistic ``rel / se`` with the Welch-Satterthwaite
+    degrees of freedom of the raw variances (``df=None``; pass ``np.inf`` for a z test),
+    and the symmetric interval ``rel ± t_{1-α/2} · se``. Returns ``rel``, ``rel_se``,
+    ``rel_df``, ``rel_p_value``, ``rel_low``, ``rel_high``; NaN where ``mean_c == 0``.
+
+    Why this one decides and the log-scale interval (``rel_log_*`` in
+    :func:`welch_from_stats`) is kept only beside it: both are first-order delta methods
+    and agree when the control mean is precise (relative standard error ``se_c/μ_c`` of a
+    few percent, every A/B test of a useful size); the delta-method test is the more
+    cautious one for a positive lift (its variance grows with ``μ_t²``), it is what
+    GrowthBook reports, and its p-value, interval and the Bayesian posterior (same mean and
+    standard error) always tell one story. The log-scale interval is better when the control
+    mean is imprecise (``se_c/μ_c`` above ~10%, a few hundred units of a skewed metric):
+    the ratio is then skewed and the symmetric interval can reach below -100%; the report
+    then flags the lift as imprecise (``rel_imprecise``).
+    """
+    mean_c, var_c, n_c, mean_t, var_t, n_t = (np.asarray(a, dtype=float) for a in
+                                              (mean_c, var_c, n_c, mean_t, var_t, n_t))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a, b = var_t / n_t, var_c / n_c
+        if df is None:
+            df = (a + b) ** 2 / (a ** 2 / (n_t - 1) + b ** 2 / (n_c - 1))
+        df = np.broadcast_to(np.asarray(df, dtype=float), np.broadcast(a, b).shape)
+        ok = mean_c != 0
+        rel = np.where(ok, (mean_t - mean_c) / np.abs(mean_c), np.nan)
+        var_rel = a / mean_c ** 2 + b * mean_t ** 2 / mean_c ** 4
+        se = np.where(ok, np.sqrt(var_rel), np.nan)
+        stat = rel / se
+        p = 2.0 * sps.t.sf(np.abs(stat), df)
+        q = sps.t.ppf(1.0 - alpha / 2.0, df)
+        imprecise = np.sqrt(b) / np.abs(mean_c) > REL_IMPRECISE
+    return {"rel": rel, "rel_se": se, "rel_df": df, "rel_p_value": p, "rel_low": rel - q * se,
+            "rel_high": rel + q * se, "rel_imprecise": imprecise}
+
+
+#: relative standard error of the control mean above which a relative lift is flagged imprecise
+REL_IMPRECISE = 0.10
+
+
+def proportions_from_counts(successes_c, n_c, successes_t, n_t, alpha: float = 0.05) -> dict[str, np.ndarray]:
+    """Two rates from counts: the pooled two-proportion z test (= chi-square) and intervals (vectorised).
+
+    * ``p_value``: the pooled z test, ``z = (p_t - p_c) / sqrt(p̄(1-p̄)(1/n_c + 1/n_t))`` with
+      ``p̄`` the rate of both arms together; ``z²`` is the Pearson chi-square of the 2x2 table
+      without continuity correction, so the p-values are identical (statsmodels
+      ``proportions_ztest`` and ``proportions_chisquare``; spotify-confidence ``ChiSquared`` /
+      ``ZTest``). Pooling is right under the null of equal rates, which is what is tested.
+    * ``abs_low/abs_high``: the unpooled Wald interval of the difference (statsmodels
+      ``confint_proportions_2indep(method="wald")``, as spotify-confidence reports it).
+    * relative lift: :func:`relative_delta` with the per-unit variance ``p(1-p)`` and
+      Welch degrees of freedom (GrowthBook's ``ProportionStatistic`` in ``TwoSidedTTest``).
+    """
+    s_c, n_c, s_t, n_t = (np.asarray(a, dtype=float) for a in (successes_c, n_c, successes_t, n_t))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pc, pt = s_c / n_c, s_t / n_t
+        vc, vt = pc * (1 - pc), pt * (1 - pt)
+        pbar = (s_c + s_t) / (n_c + n_t)
+        se0 = np.sqrt(pbar * (1 - pbar) * (1 / n_c + 1 / n_t))
+        diff = pt - pc
+        z = diff / se0
+        p = 2.0 * sps.norm.sf(np.abs(z))
+        se = np.sqrt(vc / n_c + vt / n_t)
+        q = sps.norm.ppf(1.0 - alpha / 2.0)
+        # log-scale interval of the ratio, as in welch_from_stats (normal quantile)
+        ok = (pc > 0) & (pt > 0)
+        se_log = np.sqrt(vt / n_t / pt ** 2 + vc / n_c / pc ** 2)
+        ratio = pt / pc
+        rel_log_low = np.where(ok, ratio * np.exp(-q * se_log) - 1.0, np.nan)
+        rel_log_high = np.where(ok, ratio * np.exp(q * se_log) - 1.0, np.nan)
+    out = {"diff": diff, "se": se, "se_pooled": se0, "df": np.full(np.shape(diff), np.inf), "stat": z,
+           "chi2": z ** 2, "p_value": p, "abs_low": diff - q * se, "abs_high": diff + q * se,
+           "rel_log_low": rel_log_low, "rel_log_high": rel_log_high, "mean_c": pc, "mean_t": pt,
+           "var_c": vc, "var_t": vt}
+    out.update(relative_delta(pc, vc, n_c, pt, vt, n_t, alpha))
+    return out
+
+
+def compare_proportions(control, treatment, alpha: float = 0.05) -> dict:
+    """A conversion rate per unit (0/1 values): :func:`proportions_from_counts` on the counts.
+
+    Returns the same keys as :func:`compare_means` (``var_*`` are ``p(1-p)``), plus
+    ``chi2`` and ``se_pooled``.
+    """
+    c, t = _as_1d(control, "control"), _as_1d(treatment, "treatment")
+    bad = int((~np.isin(c, (0.0, 1.0))).sum() + (~np.isin(t, (0.0, 1.0))).sum())
+    if bad:
+        raise ExperimentInputError(f"a rate needs 0/1 values per unit; {bad:,} units have other values")
+    _check_variance(c.var(), t.var(), "the rate", c.mean(), t.mean())
+    out = _scalars(proportions_from_counts(c.sum(), c.size, t.sum(), t.size, alpha))
+    out.update(n_c=int(c.size), n_t=int(t.size))
+    return out
 
 
 def _as_1d(x, what: str) -> np.ndarray:
@@ -102,8 +212,8 @@ def _check_variance(var_c: float, var_t: float, what: str, value_c: float, value
 def compare_means(control, treatment, alpha: float = 0.05) -> dict:
     """Welch test of the difference in means of per-unit values (conversion 0/1, revenue, ...).
 
-    A conversion rate is the mean of a 0/1 value per unit, so the same test serves
-    proportions (it agrees with the unpooled two-proportion z-test to O(1/n)).
+    For a conversion rate (0/1 per unit) use :func:`compare_proportions` (the pooled z
+    test); Welch on 0/1 values agrees with it only to O(1/n).
     Returns :func:`welch_from_stats` as floats plus ``n_c, n_t, mean_c, mean_t, var_c, var_t``.
     """
     c, t = _as_1d(control, "control"), _as_1d(treatment, "treatment")
@@ -289,6 +399,32 @@ def bayes_normal(means: Sequence[float], ses: Sequence[float], control_index: in
     out = _bayes_from_draws(d, control_index, higher_is_better)
     out.insert(0, "posterior_mean", m)
     return out
+
+
+def bayes_relative(rel, rel_se, alpha: float = 0.05, higher_is_better: bool = True) -> dict[str, np.ndarray]:
+    """Bayesian relative lift, closed form: GrowthBook's Bayesian engine with its default prior.
+
+    ``gbstats.bayesian.tests.EffectBayesianABTest`` (improper flat prior on the relative
+    effect, the default ``GaussianPrior(proper=False)``): the posterior of the relative lift
+    is ``N(rel, rel_se²)`` with ``rel, rel_se`` from :func:`relative_delta`. Returns
+    ``expected`` (the posterior mean), ``ci_low/ci_high`` (the central ``1-alpha`` credible
+    interval), ``chance_to_win`` (P(lift > 0), or P(lift < 0) for a lower-is-better metric),
+    ``risk_control`` and ``risk_treatment``: the expected relative loss of choosing control
+    / the treatment (``E[max(lift, 0)]`` and ``E[max(-lift, 0)]``, swapped for lower-is-better,
+    GrowthBook's ``get_risk``), by the normal partial expectations
+    ``E[max(X,0)] = μΦ(μ/σ) + σφ(μ/σ)``.
+    """
+    mu, sd = np.asarray(rel, dtype=float), np.asarray(rel_se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zq = sps.norm.ppf(1 - alpha / 2)
+        k = mu / sd
+        up = mu * sps.norm.cdf(k) + sd * sps.norm.pdf(k)        # E[max(X, 0)]
+        down = sd * sps.norm.pdf(k) - mu * sps.norm.cdf(-k)     # E[max(-X, 0)]
+        win = sps.norm.sf(0.0, mu, sd)
+    if not higher_is_better:
+        win, up, down = 1 - win, down, up
+    return {"expected": mu, "ci_low": mu - zq * sd, "ci_high": mu + zq * sd, "chance_to_win": win,
+            "risk_control": up, "risk_treatment": down}
 
 
 # --------------------------------------------------------------------------- corrections
