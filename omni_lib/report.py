@@ -13,6 +13,8 @@ import datetime as _dt
 import html
 import json
 import math
+import re
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -249,7 +251,7 @@ def yes_no(value: Any, missing: str = "–") -> str:
     return "yes" if bool(value) else "no"
 
 
-_ISO_DATE = __import__("re").compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?$")
 
 
 def kind_of(name: str, value: Any = None) -> str:
@@ -461,25 +463,62 @@ def use_style() -> None:
 PERIOD_CLASS = "omni-period"
 
 
-def period_statement(tables: Mapping[str, pd.DataFrame | None], *, dataset: str | None = None,
+def revenue_total(orders: pd.DataFrame | None) -> float | None:
+    """Revenue as every report counts it: the net amount of orders that were not cancelled
+    (returned orders count with their net amount as recorded)."""
+    if orders is None or "net_amount" not in orders:
+        return None
+    keep = np.ones(len(orders), dtype=bool)
+    if "status" in orders:
+        keep = ~orders["status"].astype("string").eq("cancelled").fillna(False).to_numpy(dtype=bool)
+    return float(pd.to_numeric(orders["net_amount"], errors="coerce").to_numpy()[keep].sum())
+
+
+def dataset_label(config) -> str:
+    """A reader's name for the configured data: "the bundled sample retailer (data/sample)"."""
+    root = getattr(config, "database", None) or getattr(config, "root", None)
+    where = ""
+    if root is not None:
+        try:
+            where = str(Path(root).resolve().relative_to(Path(config.path).resolve().parent))
+        except (ValueError, TypeError, AttributeError):
+            where = Path(root).name
+    if getattr(config, "mode", None) == "sample":
+        return f"the bundled sample retailer Toko Nusantara ({where})" if where else "the bundled sample retailer"
+    return f"configured data ({where})" if where else "configured data"
+
+
+def period_statement(tables: Mapping[str, pd.DataFrame | None], *, config=None, dataset: str | None = None,
                      currency: str | None = None, timezone: str | None = None,
                      consent: Mapping[str, Any] | str | None = None, date_column: str = "order_ts",
+                     raw_tables: Mapping[str, pd.DataFrame | None] | None = None,
                      note: str | None = None, show: bool = True) -> str:
     """Show (and return) the report's data and period statement, and set the report context.
 
-    One line at the top of every report: the data set, the date range of its orders (in the
-    business timezone), the customers and orders covered, the consent exclusions and when the
-    report ran. ``consent`` is ``privacy.apply_consent``'s info dict or its note.
+    One paragraph at the top of every report: the data set, the date range of its orders (in
+    the business timezone), the customers and orders covered, the revenue by the one
+    definition every report uses (:func:`revenue_total`), the consent exclusions and when the
+    report ran. ``config`` (an ``omni_lib.config.Config``) gives the data set name, currency
+    and timezone; ``consent`` is ``privacy.apply_consent``'s info dict or its note.
+    ``raw_tables``: for a report on the raw tables (data health), the consent rule is applied
+    here only to say how much less revenue the other reports count.
     """
-    set_context(currency=currency, timezone=timezone)
+    if config is not None:
+        currency = currency or getattr(config, "currency", None)
+        timezone = timezone or getattr(config, "timezone", None)
+        dataset = dataset or dataset_label(config)
     orders = tables.get("orders")
+    if timezone is None and orders is not None and date_column in orders:
+        tz = getattr(orders[date_column].dtype, "tz", None)
+        timezone = str(tz) if tz is not None else None
+    set_context(currency=currency, timezone=timezone)
     customers = tables.get("customers")
     parts = []
     if dataset:
         parts.append(f"<b>Data:</b> {html.escape(dataset)}")
     if orders is not None and len(orders) and date_column in orders:
         ts = orders[date_column]
-        tz_text = f" ({html.escape(str(timezone or _CONTEXT['timezone']))} time)" if (timezone or _CONTEXT["timezone"]) else ""
+        tz_text = f" ({html.escape(str(timezone))} time)" if timezone else ""
         parts.append(f"<b>period:</b> {date(ts.min(), timezone)} to {date(ts.max(), timezone)}{tz_text}")
     n_cust = (len(customers) if customers is not None else
               (orders["customer_id"].nunique() if orders is not None and "customer_id" in orders else None))
@@ -490,13 +529,24 @@ def period_statement(tables: Mapping[str, pd.DataFrame | None], *, dataset: str 
         covered.append(f"{len(orders):,} orders")
     if covered:
         parts.append("<b>covered:</b> " + " and ".join(covered))
+    rev = revenue_total(orders)
+    if rev is not None:
+        parts.append(f"<b>revenue:</b> {money(rev, currency)} (net amount of orders not cancelled, "
+                     "the definition every report uses)")
     cnote = consent.get("note") if isinstance(consent, Mapping) else consent
     if cnote:
         parts.append(f"<b>consent:</b> {html.escape(str(cnote))}")
-    if currency or _CONTEXT["currency"]:
-        parts.append(f"<b>amounts in</b> {html.escape(str(currency or _CONTEXT['currency']))}")
-    now = pd.Timestamp.now(tz=timezone or _CONTEXT["timezone"] or "UTC")
-    parts.append(f"<b>report run:</b> {date(now, with_time=True)}")
+    if raw_tables is not None:
+        from .privacy import apply_consent
+
+        kept, info = apply_consent(raw_tables)
+        after = revenue_total(kept.get("orders"))
+        if after is not None and rev is not None and info.get("excluded_customers"):
+            parts.append(f"these are the raw tables, every customer included; the other reports leave out the "
+                         f"{info['excluded_customers']:,} customers without analytics consent and count "
+                         f"{money(after, currency)} revenue ({money(rev - after, currency)} less)")
+    now = pd.Timestamp.now(tz=timezone or "UTC")
+    parts.append(f"<b>report run:</b> {date(now, timezone, with_time=True)}")
     if note:
         parts.append(html.escape(note))
     body = "; ".join(parts) + "."
@@ -504,6 +554,58 @@ def period_statement(tables: Mapping[str, pd.DataFrame | None], *, dataset: str 
     if show:
         from IPython.display import display
 
-        text = __import__("re").sub(r"<[^>]+>", "", body)
+        text = re.sub(r"<[^>]+>", "", body)
         display({"text/html": out, "text/plain": text}, raw=True)
     return out
+
+
+# --------------------------------------------------------------------------- time-series charts
+_PERIOD_NAMES = {"D": "day", "W": "week", "M": "month", "MS": "month", "ME": "month", "Q": "quarter",
+                 "QS": "quarter", "QE": "quarter", "Y": "year", "A": "year", "YS": "year", "YE": "year"}
+
+
+def period_name(freq: str) -> str:
+    """A pandas period alias in words: ``W`` -> "week", ``M`` -> "month"."""
+    f = str(freq).upper().split("-")[0]
+    return _PERIOD_NAMES.get(f, _PERIOD_NAMES.get(f.rstrip("SE"), str(freq)))
+
+
+def last_period_partial(last_start: Any, freq: str, data_end: Any) -> bool:
+    """True when the period starting at ``last_start`` ends after ``data_end`` (it is incomplete).
+
+    ``last_start`` is a naive local period start (as ``to_period(...).start_time`` gives);
+    ``data_end`` may be tz-aware (then compared in its own local time).
+    """
+    if data_end is None or last_start is None:
+        return False
+    end = pd.Timestamp(data_end)
+    if end.tzinfo is not None:
+        end = end.tz_localize(None)
+    period_end = pd.Period(pd.Timestamp(last_start), freq=freq).end_time
+    return bool(period_end > end + pd.Timedelta(seconds=1))
+
+
+def plot_lines(wide: pd.DataFrame, ax, *, partial_last: bool = False, legend_title: str | None = "channel",
+               period: str = "period") -> None:
+    """One line per column of ``wide`` (index: period starts), colour-blind palette, legend outside.
+
+    With ``partial_last`` the last, incomplete period is drawn dashed and the legend says so,
+    so a drop at the end is not read as a real fall.
+    """
+    cols = list(wide.columns)
+    for k, c in enumerate(cols):
+        color = PALETTE[k % len(PALETTE)]
+        y = wide[c]
+        if partial_last and len(y) >= 2:
+            ax.plot(y.index[:-1], y.iloc[:-1], color=color, lw=1.5, label=humanise(c))
+            ax.plot(y.index[-2:], y.iloc[-2:], color=color, lw=1.5, ls=(0, (2, 2)))
+        else:
+            ax.plot(y.index, y, color=color, lw=1.5, label=humanise(c))
+    handles, labels = ax.get_legend_handles_labels()
+    if partial_last and len(wide) >= 2:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="grey", ls=(0, (2, 2))))
+        labels.append(f"last {period} incomplete (dashed)")
+    if handles:
+        ax.legend(handles, labels, title=legend_title, bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
