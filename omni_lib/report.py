@@ -220,16 +220,34 @@ def pct(value: Any, digits: int = 1, *, signed: bool = False, missing: str = "�
     return f"{float(value):{'+' if signed else ''}.{digits}%}"
 
 
-def pvalue(p: Any, missing: str = "–") -> str:
-    """``p = 0.0004`` / ``p = 0.032`` / ``p < 0.001`` / ``p = 0.41``: never scientific notation."""
+def pvalue(p: Any, missing: str = "–", *, bare: bool = False) -> str:
+    """``p = 0.0004`` / ``p = 0.032`` / ``p < 0.001`` / ``p = 0.41``: never scientific notation.
+
+    ``bare`` drops the "p = " (for a table column already headed p-value): ``0.032``, ``< 0.001``.
+    """
     if _is_missing(p):
         return missing
     p = float(p)
     if p < 0.001:
-        return "p < 0.001"
-    if p < 0.01:
-        return f"p = {p:.4f}"
-    return f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
+        text = "p < 0.001"
+    elif p < 0.01:
+        text = f"p = {p:.4f}"
+    else:
+        text = f"p = {p:.3f}" if p < 0.1 else f"p = {p:.2f}"
+    return text.replace("p = ", "").replace("p < ", "< ") if bare else text
+
+
+def p_cell(p: Any) -> str:
+    """A p-value in a table cell: ``0.032``, ``< 0.001`` (see :func:`pvalue`)."""
+    return pvalue(p, bare=True)
+
+
+def signed(value: Any, missing: str = "–") -> str:
+    """A change with its sign: ``+0.0123``, ``-1,250`` (see :func:`number`)."""
+    if _is_missing(value):
+        return missing
+    text = number(value)
+    return text if text.startswith(("-", "<", ">")) or float(value) == 0 else "+" + text
 
 
 def date(value: Any, timezone: str | None = None, *, with_time: bool = False, missing: str = "–") -> str:
@@ -304,6 +322,8 @@ def format_value(name: str, value: Any, kind: str | None = None, currency: str |
         return f"{float(value):+.1f}%"
     if kind == "p":
         return pvalue(value)
+    if kind == "p_cell":
+        return p_cell(value)
     if kind == "ratio":
         return f"{float(value):,.2f}×"
     return number(value)
@@ -326,6 +346,8 @@ def _col_formatter(col: str, series: pd.Series, currency: str | None):
         return lambda v: number(v)
     if kind == "money":
         return lambda v: money(v, currency, units=False)
+    if kind == "p":
+        return p_cell
     return lambda v: format_value(col, v, kind=kind, currency=currency)
 
 
