@@ -514,8 +514,8 @@ def period_statement(tables: Mapping[str, pd.DataFrame | None], *, config=None, 
                      currency: str | None = None, timezone: str | None = None,
                      consent: Mapping[str, Any] | str | None = None, date_column: str = "order_ts",
                      raw_tables: Mapping[str, pd.DataFrame | None] | None = None,
-                     note: str | None = None, show: bool = True) -> str:
-    """Show (and return) the report's data and period statement, and set the report context.
+                     note: str | None = None, show: bool = True) -> str | None:
+    """Show (or, with ``show=False``, return) the report's data and period statement; set the report context.
 
     One paragraph at the top of every report: the data set, the date range of its orders (in
     the business timezone), the customers and orders covered, the revenue by the one
@@ -578,6 +578,7 @@ def period_statement(tables: Mapping[str, pd.DataFrame | None], *, config=None, 
 
         text = re.sub(r"<[^>]+>", "", body)
         display({"text/html": out, "text/plain": text}, raw=True)
+        return None  # shown; returning the HTML would echo it as text at the end of a cell
     return out
 
 
@@ -631,3 +632,42 @@ def plot_lines(wide: pd.DataFrame, ax, *, partial_last: bool = False, legend_tit
         labels.append(f"last {period} incomplete (dashed)")
     if handles:
         ax.legend(handles, labels, title=legend_title, bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
+
+
+# --------------------------------------------------------------------------- report lint
+_SCI = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?[eE][-+]?\d+(?![\w])")
+_LONG_DECIMALS = re.compile(r"(?<![\w.])\d[\d,]*\.\d{5,}(?!\w)")
+_RAW_CELLS = {"nan", "NaN", "None", "True", "False", "<NA>", "NaT", "inf", "-inf", "+nan%", "nan%"}
+DEFAULT_ALT = "No description has been provided for this image"
+
+
+def lint_report_html(text: str, *, period_required: bool = True) -> list[str]:
+    """Problems a reader would see in a report page (plain HTML text in, list of problems out).
+
+    Checks the visible text (not scripts, styles or image data): no scientific notation,
+    no number with more than 4 decimals, no raw ``nan`` / ``None`` / ``True`` / ``False``
+    table cells, a period statement (``report.period_statement``) present, and every image
+    with alt text other than nbconvert's default.
+    """
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(text, features="html.parser")
+    for tag in soup(["script", "style", "head"]):
+        tag.decompose()
+    problems = []
+    visible = soup.get_text(" ")
+    for rx, what in ((_SCI, "scientific notation"), (_LONG_DECIMALS, "more than 4 decimals")):
+        hits = sorted(set(rx.findall(visible)))
+        if hits:
+            problems.append(f"{what}: {', '.join(hits[:8])}" + (f" (+{len(hits) - 8} more)" if len(hits) > 8 else ""))
+    raw = sorted({c.get_text(strip=True) for c in soup.find_all(["td", "th"])} & _RAW_CELLS)
+    if raw:
+        problems.append(f"raw values in table cells: {', '.join(raw)}")
+    if "nan%" in visible:
+        problems.append("'nan%' in the text")
+    if period_required and not soup.select(f".{PERIOD_CLASS}"):
+        problems.append("no period statement (report.period_statement) at the top")
+    bad_alt = [img for img in soup.find_all("img") if not img.get("alt") or img.get("alt") == DEFAULT_ALT]
+    if bad_alt:
+        problems.append(f"{len(bad_alt)} image(s) without a real alt text")
+    return problems

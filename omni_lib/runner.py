@@ -314,6 +314,19 @@ def postprocess_html(body: str, alts: Mapping[str, str] | None = None, *, output
         top.append(span)
     nav.append(top)
     heads = [h for h in soup.find_all(["h2", "h3"]) if h.get("id")]
+    import re as _re
+
+    used = set()
+    for h in heads:  # plain ids (nbconvert keeps quotes and "%22" in them), unique, anchors kept in step
+        old_id = h["id"]
+        new_id = _re.sub(r"[^A-Za-z0-9]+", "-", h.get_text(" ", strip=True).rstrip("¶")).strip("-").lower() or "section"
+        base, k = new_id, 2
+        while new_id in used:
+            new_id, k = f"{base}-{k}", k + 1
+        used.add(new_id)
+        h["id"] = new_id
+        for a in h.find_all("a", href=f"#{old_id}"):
+            a["href"] = f"#{new_id}"
     if heads:
         label = soup.new_tag("b")
         label.string = "Contents"
