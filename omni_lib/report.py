@@ -130,10 +130,12 @@ _ACRONYMS = {
 }
 
 _MONEY_WORDS = ("revenue", "spend", "value", "cac", "aov", "clv", "amount", "price", "gap", "cost")
-_SHARE_WORDS = ("share", "rate", "ratio_pct", "conversion", "abandonment", "fcr", "precision", "recall",
-                "purity", "retention", "churn_risk", "probability", "p_alive", "capture", "power", "rel_",
-                "removal_effect", "credit", "cannibalised", "unresolved", "f1", "satisfied", "stability",
-                "lift_rel", "_low", "_high")
+_SHARE_WORDS = ("share", "rate", "ratio_pct", "conversion", "abandonment", "fcr", "retention", "churn_risk",
+                "probability", "p_alive", "capture", "power", "rel_", "removal_effect", "credit", "cannibalised",
+                "unresolved", "satisfied", "lift_rel", "_low", "_high")
+#: count words: a figure named like this is a number of things even when a money word is in it
+_COUNT_WORDS = ("customers", "orders", "_count", "n_", "inactive", "records", "units", "tickets", "skus", "alerts",
+                "harms", "experiments", "segments", "conversions")
 _UNITS = (
     (1e12, "tn"), (1e9, "bn"), (1e6, "M"), (1e3, "k"),
 )
@@ -295,7 +297,7 @@ def kind_of(name: str, value: Any = None) -> str:
     if any(w in n for w in _SHARE_WORDS) and not any(w in n for w in ("_per_", "per_customer")):
         if value is None or _is_missing(value) or -1.5 <= float(value) <= 1.5:
             return "pct"
-    if any(w in n for w in _MONEY_WORDS) and not any(w in n for w in ("_count", "customers", "orders", "n_")):
+    if any(w in n for w in _MONEY_WORDS) and not any(w in n for w in _COUNT_WORDS):
         return "money"
     if isinstance(value, (int, np.integer)):
         return "count"
@@ -425,9 +427,9 @@ def pct_axis(ax, axis: str = "y", xmax: float = 1.0, decimals: int | None = None
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(xmax, decimals=decimals))
 
 
-#: Okabe-Ito colours (colour-blind safe); the same set matplotlib's tableau-colorblind10 style approximates
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
-           "#999999", "#882255"]
+#: Okabe-Ito colours (colour-blind safe, Okabe & Ito 2008), then grey, wine and teal from Paul Tol's set
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999",
+           "#882255", "#44AA99"]  # no black: charts keep black for a reference (truth, estimate)
 
 
 def figure_title(fig) -> str:

@@ -236,7 +236,8 @@ body.jp-Notebook, body{max-width:1280px;margin:0 auto;padding:0 1.5rem 3rem;box-
 .omni-nav{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;margin:1rem 0 1.5rem;background:#fafafa;
   font-family:system-ui,sans-serif;font-size:14px}
 .omni-nav ol{margin:.3rem 0 .2rem 1.2rem;padding:0;columns:2}
-.omni-nav li{margin:.1rem 0}
+.omni-nav li{margin:.1rem 0;break-inside:avoid}
+.omni-nav ul{margin:0 0 0 1rem;padding:0;list-style:circle}
 .omni-nav .omni-files a{margin-right:.8rem}
 .omni-period{border-left:4px solid #0072B2;background:#f3f8fc;padding:.4rem .8rem;margin:.6rem 0 1rem}
 .omni-table-wrap{max-width:100%;overflow-x:auto}
@@ -332,14 +333,18 @@ def postprocess_html(body: str, alts: Mapping[str, str] | None = None, *, output
         label.string = "Contents"
         nav.append(label)
         ol = soup.new_tag("ol", attrs={"class": "omni-toc"})
+        last_li = None
         for h in heads:
             li = soup.new_tag("li")
-            if h.name == "h3":
-                li["style"] = "margin-left:1rem;list-style:circle"
             a = soup.new_tag("a", href=f"#{h['id']}")
             a.string = h.get_text(" ", strip=True).rstrip("¶").strip()
             li.append(a)
-            ol.append(li)
+            if h.name == "h3" and last_li is not None:  # a subsection: nested under its section
+                sub = last_li.find("ul") or last_li.append(soup.new_tag("ul")) or last_li.find("ul")
+                sub.append(li)
+            else:
+                ol.append(li)
+                last_li = li
         nav.append(ol)
     if title_tag is not None:
         # after the intro paragraph(s) that follow the title, i.e. at the end of the title's cell
@@ -479,7 +484,8 @@ def _when(iso: str) -> str:
 def _index_html(run_id: str, results: list[NotebookResult], meta: dict, history: list[dict] | None = None) -> str:
     rows = []
     for r in results:
-        name = html.escape(humanise(r.notebook.split("_", 1)[-1]).capitalize())
+        words = humanise(r.notebook.split("_", 1)[-1])
+        name = html.escape(words[:1].upper() + words[1:])
         title = f"<b>{name}</b><br><small>{html.escape(r.notebook)}</small>"
         link = f"<a href='{html.escape(r.html)}'>{title}</a>" if r.html else title
         badge = ("<span class='ok'>ok</span>" if r.status == "ok"
@@ -523,7 +529,7 @@ def _index_html(run_id: str, results: list[NotebookResult], meta: dict, history:
 body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#222;padding:0 1rem}}
 table{{border-collapse:collapse;width:100%;margin:1rem 0}}
 td,th{{border-bottom:1px solid #ddd;padding:.5rem;text-align:left;vertical-align:top}}
-td a{{overflow-wrap:anywhere}}
+td a{{overflow-wrap:anywhere}} td:nth-child(3){{white-space:nowrap}}
 .ok{{color:#18794e;font-weight:600}} .bad{{color:#c0392b;font-weight:600}}
 ul{{margin:.3rem 0 .3rem 1rem;padding:0}} small{{color:#666}}
 </style></head><body>
