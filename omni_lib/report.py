@@ -223,15 +223,15 @@ def pct(value: Any, digits: int = 1, *, signed: bool = False, missing: str = "�
 
 
 def pvalue(p: Any, missing: str = "–", *, bare: bool = False) -> str:
-    """``p = 0.0004`` / ``p = 0.032`` / ``p < 0.001`` / ``p = 0.41``: never scientific notation.
+    """``p = 0.0004`` / ``p = 0.032`` / ``p < 0.0001`` / ``p = 0.41``: never scientific notation.
 
-    ``bare`` drops the "p = " (for a table column already headed p-value): ``0.032``, ``< 0.001``.
+    ``bare`` drops the "p = " (for a table column already headed p-value): ``0.032``, ``< 0.0001``.
     """
     if _is_missing(p):
         return missing
     p = float(p)
-    if p < 0.001:
-        text = "p < 0.001"
+    if p < 0.0001:
+        text = "p < 0.0001"
     elif p < 0.01:
         text = f"p = {p:.4f}"
     else:
@@ -240,7 +240,7 @@ def pvalue(p: Any, missing: str = "–", *, bare: bool = False) -> str:
 
 
 def p_cell(p: Any) -> str:
-    """A p-value in a table cell: ``0.032``, ``< 0.001`` (see :func:`pvalue`)."""
+    """A p-value in a table cell: ``0.032``, ``< 0.0001`` (see :func:`pvalue`)."""
     return pvalue(p, bare=True)
 
 
@@ -374,7 +374,9 @@ def table(df: pd.DataFrame, formats: Mapping[str, Any] | None = None, *, index: 
     shown = df.head(max_rows) if max_rows is not None and n > max_rows else df
     fmt = {c: _col_formatter(c, shown[c], currency) for c in shown.columns}
     fmt.update(dict(formats or {}))
-    sty = shown.style.format(fmt, na_rep="–").hide(axis="index")
+    # Styler escapes only what it formats itself; a formatter's own text ("< 0.0001") is escaped here
+    fmt = {c: ((lambda v, _f=f: html.escape(str(_f(v)), quote=False)) if callable(f) else f) for c, f in fmt.items()}
+    sty = shown.style.format(fmt, na_rep="–", escape="html").hide(axis="index")
     numeric = [c for c in shown.columns if pd.api.types.is_numeric_dtype(shown[c])
                and not pd.api.types.is_bool_dtype(shown[c])]
     if numeric:
@@ -471,8 +473,11 @@ def use_style() -> None:
     except ImportError:  # pragma: no cover - IPython is a dependency
         return
     ip = get_ipython()
-    if ip is None:
+    if ip is None or type(ip).__name__ != "ZMQInteractiveShell":  # only inside a Jupyter kernel
         return
+    # activate the inline backend now: it registers its own PNG formatter when it starts, which
+    # would otherwise replace the one below at the first figure
+    ip.run_line_magic("matplotlib", "inline")
     from IPython.core.pylabtools import print_figure
     from matplotlib.figure import Figure
 
