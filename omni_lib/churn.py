@@ -413,16 +413,23 @@ def _describe(driver: str, row: Mapping, med: Mapping, top_feature: str) -> str:
             return f"no purchase for {days:,.0f} days (typical customer: {float(med.get('days_since_last', np.nan)):,.0f})"
         return "no recent purchase"
     if driver == "frequency":
-        n = v("frequency", 0) + 1
-        return ("a single purchase so far" if n <= 1 else
-                f"only {n:,.0f} purchases so far (typical customer: {float(med.get('frequency', 0)) + 1:,.0f})")
+        n, typical_n = v("frequency", 0) + 1, float(med.get("frequency", 0)) + 1
+        if n <= 1:
+            return "a single purchase so far"
+        if n < typical_n:
+            return f"only {n:,.0f} purchases so far (typical customer: {typical_n:,.0f})"
+        gap = v("ipt_mean")
+        often = f", about every {gap:,.0f} days" if np.isfinite(gap) else ""
+        return f"a frequent buyer until now ({n:,.0f} purchases{often}), so a pause stands out"
     if driver == "spend":
         trend = v("spend_trend")
-        if top_feature == "spend_trend" and np.isfinite(trend) and trend < 0:
+        if np.isfinite(trend) and trend < 0 and top_feature == "spend_trend":
             return "spending less in the last six months than in the six before"
         if top_feature == "discount_share":
             return f"buys mostly on discount ({v('discount_share', 0):.0%} of spend)"
-        return f"low spend so far ({v('spend_total', 0):,.0f}; typical customer: {float(med.get('spend_total', 0)):,.0f})"
+        spent, typical = v("spend_total", 0), float(med.get("spend_total", 0))
+        word = "low spend" if spent < typical else "spend"
+        return f"{word} so far {spent:,.0f} (typical customer: {typical:,.0f})"
     if driver == "channels":
         shares = {k[len('share_'):]: float(row[k]) for k in row if k.startswith("share_") and pd.notna(row[k])}
         if shares:
@@ -437,7 +444,8 @@ def _describe(driver: str, row: Mapping, med: Mapping, top_feature: str) -> str:
     if driver == "satisfaction":
         nps = v("last_nps")
         return f"rated us low (last NPS answer {nps:,.0f} of 10)" if np.isfinite(nps) else "rated us low"
-    return FEATURE_LABELS.get(top_feature, top_feature.replace("_", " "))
+    label = FEATURE_LABELS.get(top_feature, top_feature.replace("_", " "))
+    return f"{label}: {_fmt_value(top_feature, v(top_feature))} (typical customer: {_fmt_value(top_feature, med.get(top_feature, np.nan))})"
 
 
 def reasons(model, X: pd.DataFrame, top: int = 2, typical: pd.Series | None = None) -> pd.Series:

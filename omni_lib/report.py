@@ -381,6 +381,9 @@ def table(df: pd.DataFrame, formats: Mapping[str, Any] | None = None, *, index: 
                and not pd.api.types.is_bool_dtype(shown[c])]
     if numeric:
         sty = sty.set_properties(subset=numeric, **{"text-align": "right"})
+    text_cols = [c for c in shown.columns if c not in numeric]
+    if text_cols:
+        sty = sty.set_properties(subset=text_cols, **{"text-align": "left"})
     if humanise_headers:
         sty = sty.relabel_index([humanise(c) for c in shown.columns], axis="columns")
     sty = sty.set_table_attributes('class="omni-table"')
