@@ -374,9 +374,14 @@ def table(df: pd.DataFrame, formats: Mapping[str, Any] | None = None, *, index: 
     shown = df.head(max_rows) if max_rows is not None and n > max_rows else df
     fmt = {c: _col_formatter(c, shown[c], currency) for c in shown.columns}
     fmt.update(dict(formats or {}))
-    # Styler escapes only what it formats itself; a formatter's own text ("< 0.0001") is escaped here
-    fmt = {c: ((lambda v, _f=f: html.escape(str(_f(v)), quote=False)) if callable(f) else f) for c, f in fmt.items()}
-    sty = shown.style.format(fmt, na_rep="–", escape="html").hide(axis="index")
+    # every cell's final text is HTML-escaped once ("< 0.0001", "Can't Lose Them"); Styler's own
+    # escape= works on the input value, so a formatter's output would slip through or be escaped twice
+    def _escaped(f):
+        render = f if callable(f) else (lambda v: f.format(v))
+        return lambda v: html.escape(str(render(v)), quote=False)
+
+    fmt = {c: _escaped(f) for c, f in fmt.items()}
+    sty = shown.style.format(fmt, na_rep="–").hide(axis="index")
     numeric = [c for c in shown.columns if pd.api.types.is_numeric_dtype(shown[c])
                and not pd.api.types.is_bool_dtype(shown[c])]
     if numeric:

@@ -155,3 +155,9 @@ def test_index_lists_earlier_runs_with_status(tmp_path):
     page = runner._index_html("r", [res], {"started": "2026-01-03T09:00:00+07:00"}, history=hist)
     assert "55.3 bn IDR" in page and "SRM alert: <b>no</b>" in page and "href='table.csv'" in page
     assert "../20260101-090000/index.html" in page and "1 failed" in page and "2 Jan 2026 09:00" in page
+
+
+def test_table_cells_escaped_exactly_once():
+    html = report.table(pd.DataFrame({"segment": ["Can't Lose Them", "a<b"], "p_value": [1e-6, 0.5]})).to_html()
+    assert "Can't Lose Them" in html and "&amp;" not in html and "&#39;" not in html
+    assert "a&lt;b" in html and "&lt; 0.0001" in html
