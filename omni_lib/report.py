@@ -132,7 +132,7 @@ _ACRONYMS = {
 _MONEY_WORDS = ("revenue", "spend", "value", "cac", "aov", "clv", "amount", "price", "gap", "cost")
 _SHARE_WORDS = ("share", "rate", "ratio_pct", "conversion", "abandonment", "fcr", "retention", "churn_risk",
                 "probability", "p_alive", "capture", "power", "rel_", "removal_effect", "credit", "cannibalised",
-                "unresolved", "satisfied", "lift_rel", "_low", "_high")
+                "unresolved", "satisfied", "lift_rel", "_low", "_high", "prob_", "reduction")
 #: count words: a figure named like this is a number of things even when a money word is in it
 _COUNT_WORDS = ("customers", "orders", "_count", "n_", "inactive", "records", "units", "tickets", "skus", "alerts",
                 "harms", "experiments", "segments", "conversions")
@@ -361,12 +361,12 @@ def table(df: pd.DataFrame, formats: Mapping[str, Any] | None = None, *, index: 
     ``full_file`` when the full table is written beside the report).
 
     ``formats`` maps a column to a format string or function and wins over the inferred ones.
-    ``index``: keep the index as the first column (default: only when it is named or not a
-    plain 0..n-1 range).
+    ``index``: keep the index as the first column (default: unless it is unnamed integers,
+    i.e. row numbers).
     """
     df = df.copy()
-    keep_index = index if index is not None else not (
-        df.index.name is None and isinstance(df.index, pd.RangeIndex))
+    keep_index = index if index is not None else not (  # an unnamed integer index is row numbers
+        df.index.name is None and all(n is None for n in df.index.names) and pd.api.types.is_integer_dtype(df.index))
     if keep_index:
         df = df.reset_index()
     df.columns = [str(c) for c in df.columns]
@@ -385,7 +385,7 @@ def table(df: pd.DataFrame, formats: Mapping[str, Any] | None = None, *, index: 
     numeric = [c for c in shown.columns if pd.api.types.is_numeric_dtype(shown[c])
                and not pd.api.types.is_bool_dtype(shown[c])]
     if numeric:
-        sty = sty.set_properties(subset=numeric, **{"text-align": "right"})
+        sty = sty.set_properties(subset=numeric, **{"text-align": "right", "white-space": "nowrap"})
     text_cols = [c for c in shown.columns if c not in numeric]
     if text_cols:
         sty = sty.set_properties(subset=text_cols, **{"text-align": "left"})
