@@ -159,6 +159,8 @@ def humanise(name: Any) -> str:
     for w in words:
         low = w.lower()
         out.append(_ACRONYMS.get(low, w) if (low in _ACRONYMS and (w.islower() or w.isupper())) else w)
+    if len(out) > 1 and out[-1] in ("l", "r"):  # pair tables: record_id_l / record_id_r
+        out[-1] = "(first)" if out[-1] == "l" else "(second)"
     return " ".join(out)
 
 

@@ -241,7 +241,7 @@ body.jp-Notebook, body{max-width:1280px;margin:0 auto;padding:0 1.5rem 3rem;box-
 .omni-nav .omni-files a{margin-right:.8rem}
 .omni-period{border-left:4px solid #0072B2;background:#f3f8fc;padding:.4rem .8rem;margin:.6rem 0 1rem}
 .omni-table-wrap{max-width:100%;overflow-x:auto}
-.jp-RenderedHTMLCommon table{font-size:13px}
+.jp-RenderedHTMLCommon table{font-size:13px;table-layout:auto}
 .jp-RenderedHTMLCommon th{white-space:normal;max-width:14rem}
 .jp-RenderedHTMLCommon td{max-width:22rem;overflow-wrap:break-word}
 .jp-RenderedHTMLCommon caption{caption-side:bottom;text-align:left;color:#555;font-size:12px;padding-top:.3rem}
