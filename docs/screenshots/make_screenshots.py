@@ -27,7 +27,7 @@ def main(run: Path) -> None:
         screenshot(run / f"{page}.html", png, height=height)
         im = Image.open(png).convert("RGB")
         im = im.resize((700, int(im.height * 700 / im.width)), Image.LANCZOS)
-        im.quantize(colors=128).save(png, optimize=True)
+        im.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(png, optimize=True)
         print(f"{png.relative_to(ROOT)}: {png.stat().st_size // 1024} kB")
 
 
