@@ -33,6 +33,10 @@ window.addEventListener('load', function () {
     return a.getAttribute('href'); });
   r.scrolledTables = Array.from(document.querySelectorAll('.omni-table-wrap')).filter(function (w) {
     return w.scrollWidth > w.clientWidth + 1; }).length;
+  // tables wider than the report column: JupyterLab's output area hides what does not fit
+  r.wideTables = Array.from(document.querySelectorAll('table')).filter(function (t) {
+    var box = t.closest('.jp-OutputArea-output') || document.body;
+    return t.getBoundingClientRect().width > box.clientWidth + 1; }).length;
   var pre = document.createElement('pre'); pre.id = 'omni-check'; pre.textContent = JSON.stringify(r);
   document.body.appendChild(pre);
 });

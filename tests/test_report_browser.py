@@ -25,6 +25,7 @@ def test_page_fits_1400px_images_load_toc_resolves(report_run, browser, stem):
     r = check_page(report_run / f"{stem}.html", browser)
     assert r["clientWidth"] == WIDTH
     assert r["scrollWidth"] <= r["clientWidth"], "page wider than the window"
+    assert r["wideTables"] == 0 and r["scrolledTables"] == 0, "a table is wider than the report column"
     assert all(i["ok"] for i in r["images"]), [i["alt"] for i in r["images"] if not i["ok"]]
     assert all(i["width"] <= WIDTH for i in r["images"])
     assert all(i["alt"] and not i["alt"].startswith("No description") for i in r["images"])
