@@ -132,10 +132,10 @@ _ACRONYMS = {
 _MONEY_WORDS = ("revenue", "spend", "value", "cac", "aov", "clv", "amount", "price", "gap", "cost")
 _SHARE_WORDS = ("share", "rate", "ratio_pct", "conversion", "abandonment", "fcr", "retention", "churn_risk",
                 "probability", "p_alive", "capture", "power", "rel_", "removal_effect", "credit", "cannibalised",
-                "unresolved", "satisfied", "lift_rel", "_low", "_high", "prob_", "reduction")
+                "unresolved", "satisfied", "lift_rel", "_low", "_high", "prob_", "reduction", "relative_")
 #: count words: a figure named like this is a number of things even when a money word is in it
 _COUNT_WORDS = ("customers", "orders", "_count", "n_", "inactive", "records", "units", "tickets", "skus", "alerts",
-                "harms", "experiments", "segments", "conversions")
+                "harms", "experiments", "segments", "conversions", "excluded")
 _UNITS = (
     (1e12, "tn"), (1e9, "bn"), (1e6, "M"), (1e3, "k"),
 )
@@ -317,7 +317,7 @@ def format_value(name: str, value: Any, kind: str | None = None, currency: str |
     if kind == "date":
         return date(value, timezone)
     if kind == "text":
-        return humanise(value) if "_" in str(value) and " " not in str(value) else str(value)
+        return humanise(value) if " " not in str(value).strip() else str(value)
     if kind == "money":
         return money(value, currency)
     if kind == "pct":

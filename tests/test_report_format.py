@@ -62,6 +62,8 @@ def test_key_figure_kinds_from_names():
     assert f("high_value_probably_inactive", 73, currency="IDR") == "73"      # a count, not money
     assert f("orders_total", 149200) == "149,200"
     assert f("holdout_total_error_pct", -3.21) == "-3.2%"
+    assert f("excluded_from_spend_model", 3553, currency="IDR") == "3,553"
+    assert f("relative_lift", 0.326) == "32.6%" and f("chosen_model", "bgnbd") == "BG/NBD"
 
 
 def test_table_styler_formats_hides_index_and_truncates():
