@@ -531,6 +531,7 @@ def period_statement(tables: Mapping[str, pd.DataFrame | None], *, config=None, 
                      currency: str | None = None, timezone: str | None = None,
                      consent: Mapping[str, Any] | str | None = None, date_column: str = "order_ts",
                      raw_tables: Mapping[str, pd.DataFrame | None] | None = None,
+                     revenue_definition: str | None = None,
                      note: str | None = None, show: bool = True) -> str | None:
     """Show (or, with ``show=False``, return) the report's data and period statement; set the report context.
 
@@ -540,7 +541,9 @@ def period_statement(tables: Mapping[str, pd.DataFrame | None], *, config=None, 
     report ran. ``config`` (an ``omni_lib.config.Config``) gives the data set name, currency
     and timezone; ``consent`` is ``privacy.apply_consent``'s info dict or its note.
     ``raw_tables``: for a report on the raw tables (data health), the consent rule is applied
-    here only to say how much less revenue the other reports count.
+    here only to say how much less revenue the other reports count. ``revenue_definition``:
+    for a report whose orders follow another definition, says which (shown instead of the
+    common one).
     """
     if config is not None:
         currency = currency or getattr(config, "currency", None)
@@ -570,8 +573,9 @@ def period_statement(tables: Mapping[str, pd.DataFrame | None], *, config=None, 
         parts.append("<b>covered:</b> " + " and ".join(covered))
     rev = revenue_total(orders)
     if rev is not None:
-        parts.append(f"<b>revenue:</b> {money(rev, currency)} (net amount of orders not cancelled, "
-                     "the definition every report uses)")
+        what = (html.escape(revenue_definition) if revenue_definition else
+                "net amount of orders not cancelled, the definition every report uses")
+        parts.append(f"<b>revenue:</b> {money(rev, currency)} ({what})")
     cnote = consent.get("note") if isinstance(consent, Mapping) else consent
     if cnote:
         parts.append(f"<b>consent:</b> {html.escape(str(cnote))}")
