@@ -235,7 +235,8 @@ REPORT_CSS = """
 body.jp-Notebook, body{max-width:1280px;margin:0 auto;padding:0 1.5rem 3rem;box-sizing:border-box}
 .omni-nav{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;margin:1rem 0 1.5rem;background:#fafafa;
   font-family:system-ui,sans-serif;font-size:14px}
-.omni-nav ol{margin:.3rem 0 .2rem 1.2rem;padding:0;columns:2}
+.omni-nav .omni-toc{margin:.3rem 0 .2rem 1.2rem;padding:0;columns:2}
+.omni-nav ul.omni-toc{list-style:none;margin-left:0}
 .omni-nav li{margin:.1rem 0;break-inside:avoid}
 .omni-nav ul{margin:0 0 0 1rem;padding:0;list-style:circle}
 .omni-nav .omni-files a{margin-right:.8rem}
@@ -332,7 +333,8 @@ def postprocess_html(body: str, alts: Mapping[str, str] | None = None, *, output
         label = soup.new_tag("b")
         label.string = "Contents"
         nav.append(label)
-        ol = soup.new_tag("ol", attrs={"class": "omni-toc"})
+        numbered = any(_re.match(r"\s*\d+[.)]", h.get_text(" ", strip=True)) for h in heads)
+        ol = soup.new_tag("ul" if numbered else "ol", attrs={"class": "omni-toc"})  # "1. ..." headings: no 2nd number
         last_li = None
         for h in heads:
             li = soup.new_tag("li")

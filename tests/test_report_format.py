@@ -122,6 +122,8 @@ def test_postprocess_adds_nav_toc_alt_and_wraps_tables():
     assert soup.select_one(".anchor-link")["href"] == "#part-a"
     assert [i["alt"] for i in soup.find_all("img")] == ["Revenue per week", "figure 2 of Title"]
     assert soup.find("table").parent["class"] == ["omni-table-wrap"]
+    numbered = runner.postprocess_html("<body><h1>T</h1><h2 id='x'>1. Can we trust it?</h2></body>")
+    assert "<ul class=\"omni-toc\"" in numbered                 # no "1. 1. Can we trust it?"
 
 
 def test_figure_alt_text_from_the_kernel_reaches_the_html(tmp_path):
