@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SAMPLE := data/sample/meta.json
 
-.PHONY: help install sample reports test test-fast bench lab clean-reports
+.PHONY: help install sample reports test test-fast bench lab clean-reports browser screenshots
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,11 +32,17 @@ sample: $(SAMPLE)  ## generate the bundled Toko Nusantara sample if missing
 reports: $(STAMP) $(SAMPLE)  ## run every notebook on the configured data -> reports/<run_id>/index.html
 	$(BIN)/omni run
 
-test: $(STAMP) $(SAMPLE)  ## unit tests + nbval over every notebook
+browser:  ## install headless Chromium for the report browser test (Debian/Ubuntu package, needs root or sudo)
+	.ci/install-browser
+
+test: $(STAMP) $(SAMPLE) browser  ## unit tests + nbval over every notebook + report lint and browser checks
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
 
 test-fast: $(STAMP) $(SAMPLE)  ## unit tests only, slow ones deselected
 	$(BIN)/python -m pytest tests -m 'not slow'
+
+screenshots: $(STAMP) $(SAMPLE) browser  ## run the reports and refresh docs/screenshots/ (small PNGs of the latest run)
+	$(BIN)/python docs/screenshots/make_screenshots.py
 
 bench: $(STAMP)  ## run the benchmarks in benchmarks/ (long)
 	@# bench_attribution needs the benchmark-only peer ChannelAttribution (GPL-3, not a dependency):

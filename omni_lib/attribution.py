@@ -999,24 +999,52 @@ def compare_models(touches: pd.DataFrame, *, markov_order: int = 1, shapley: boo
     return pd.DataFrame(cols).fillna(0.0).rename_axis("channel")
 
 
+#: readable column names for the model comparison table, data-driven models first
+MODEL_LABELS = {
+    "shapley_per_conversion": "Shapley, per conversion (headline)", "markov_o1": "Markov chain",
+    "markov_o2": "Markov chain (order 2)", "markov_o3": "Markov chain (order 3)", "shapley": "Shapley, overall",
+    "first_touch": "first touch", "last_touch": "last touch", "last_non_direct": "last non-direct touch",
+    "linear": "linear", "time_decay": "time decay", "position_based": "position based",
+}
+
+
+def comparison_for_report(table: pd.DataFrame, by: str = "shapley_per_conversion") -> pd.DataFrame:
+    """The model comparison ordered as the headline reads it: channels by the ``by`` model's credit
+    (largest first, "(no touch)" last), data-driven models first, columns named in words."""
+    t = table.copy()
+    if by in t:
+        key = t[by].drop("(no touch)", errors="ignore").sort_values(ascending=False).index.tolist()
+        t = t.loc[key + [c for c in t.index if c not in key]]
+    first = [c for c in ("shapley_per_conversion", "markov_o1", "markov_o2", "markov_o3", "shapley") if c in t]
+    t = t[first + [c for c in t.columns if c not in first]]
+    t.columns = [MODEL_LABELS.get(c, c.replace("_", " ")) for c in t.columns]
+    t.index.name = "channel"
+    return t
+
+
 def plot_model_comparison(table: pd.DataFrame, title: str = "Channel credit by attribution model",
-                          truth: Mapping[str, float] | None = None, truth_label: str = "planted truth"):
-    """Grouped bars: channels on the x axis, one bar per model (share of conversions)."""
+                          truth: Mapping[str, float] | None = None, truth_label: str = "planted truth",
+                          keep_order: bool = False):
+    """Grouped bars: channels on the x axis, one bar per model (share of conversions).
+
+    ``keep_order``: channels in the table's order (as :func:`comparison_for_report` sorts
+    them), else by mean credit over the models."""
     import matplotlib.pyplot as plt
+
+    from .report import PALETTE
 
     tab = table.copy()
     if truth is not None:
         tab[truth_label] = pd.Series(truth)
     tab = tab.fillna(0.0)
-    order = tab.mean(axis=1).sort_values(ascending=False).index
+    order = tab.index if keep_order else tab.mean(axis=1).sort_values(ascending=False).index
     tab = tab.loc[order]
     fig, ax = plt.subplots(figsize=(11, 4.8))
     k = tab.shape[1]
     width = 0.8 / k
     x = np.arange(len(tab))
-    cmap = plt.get_cmap("tab10")
     for i, col in enumerate(tab.columns):
-        kw = dict(color="black", alpha=0.85) if col == truth_label else dict(color=cmap(i % 10))
+        kw = dict(color="black", alpha=0.85) if col == truth_label else dict(color=PALETTE[i % len(PALETTE)])
         ax.bar(x + (i - (k - 1) / 2) * width, tab[col].to_numpy(), width, label=col, **kw)
     ax.set_xticks(x, tab.index, rotation=20)
     ax.set_ylabel("share of conversions credited")

@@ -190,7 +190,10 @@ def cart_abandonment(funnel_table: pd.DataFrame) -> pd.DataFrame:
 def plot_funnel(funnel_table: pd.DataFrame, title: str = "Funnel per channel (share of visits reaching each stage)"):
     import matplotlib.pyplot as plt
 
+    from . import report
+
     w = funnel_table.pivot(index="stage", columns="channel", values="of_visits")
+    w.index = [report.humanise(s) for s in w.index]  # "add_to_cart" -> "add to cart"
     fig, ax = plt.subplots(figsize=(9, 4.5))
     w.plot(ax=ax, marker="o")
     ax.set_title(title)
@@ -202,22 +205,62 @@ def plot_funnel(funnel_table: pd.DataFrame, title: str = "Funnel per channel (sh
     return fig
 
 
-def plot_metric(perf: pd.DataFrame, metric: str, title: str, ylabel: str, channels: Iterable[str] | None = None):
-    """One line per channel: ``metric`` of :func:`channel_performance` per period."""
+def plot_metric(perf: pd.DataFrame, metric: str, title: str, ylabel: str, channels: Iterable[str] | None = None,
+                freq: str | None = None, data_end=None, currency: str | None = None):
+    """One line per channel: ``metric`` of :func:`channel_performance` per period.
+
+    With ``freq`` and ``data_end`` an incomplete last period is drawn dashed; money metrics
+    get "1.5 bn" ticks (currency in the label), rates percentage ticks.
+    """
     import matplotlib.pyplot as plt
+
+    from . import report
 
     p = perf if channels is None else perf[perf["channel"].isin(list(channels))]
     w = p.pivot_table(index="period", columns="channel", values=metric, aggfunc="sum").sort_index()
     w = w.loc[:, (w.fillna(0) != 0).any()]
     fig, ax = plt.subplots(figsize=(10, 4.2))
+    partial = bool(freq) and not w.empty and report.last_period_partial(w.index[-1], freq, data_end)
     if not w.empty:
-        w.plot(ax=ax, linewidth=1.4)
-        ax.legend(title="channel", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
+        report.plot_lines(w, ax, partial_last=partial, period=report.period_name(freq) if freq else "period")
     ax.set_title(title)
-    ax.set_xlabel("period")
+    ax.set_xlabel(f"{report.period_name(freq)} (start date)" if freq else "period")
     ax.set_ylabel(ylabel)
+    if metric in ("revenue", "spend", "aov", "cac"):
+        report.money_axis(ax, "y", currency)
+    elif metric.endswith("_rate") or metric.endswith("_share"):
+        report.pct_axis(ax, "y")
     fig.tight_layout()
     return fig
+
+
+def totals_for_report(totals: pd.DataFrame, channel_config: Mapping | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The channel totals table as a reader should see it, and the notes that explain it.
+
+    * conversion rate is orders per online interaction (visits plus contacts); for an offline
+      channel (the store) the recorded visits are not sessions (only some store visits are
+      logged), so no rate is shown there;
+    * CAC is left empty with "no spend recorded" where the channel has no marketing spend
+      (a 0 would read as free customers), and "no new customers" where spend bought none.
+    Returns ``(table, notes)``; the table's ``cac_note`` column says why a CAC is missing.
+    """
+    t = totals.copy()
+    notes = []
+    kinds = {k: getattr(v, "kind", v) for k, v in (channel_config or {}).items()}
+    offline = [c for c in t.index if kinds.get(c) == "offline"]
+    if "conversion_rate" in t and offline:
+        t.loc[offline, "conversion_rate"] = np.nan
+        notes.append(f"conversion rate (orders per visit or contact) is not shown for {', '.join(offline)}: "
+                     "recorded store visits are not sessions, so there is no denominator")
+    if "cac" in t and "spend" in t:
+        no_spend = t["spend"].fillna(0).le(0)
+        t.loc[no_spend, "cac"] = np.nan
+        t["cac_note"] = np.where(no_spend, "no spend recorded",
+                                 np.where(t["cac"].isna(), "no new customers", ""))
+        if no_spend.any():
+            notes.append(f"no marketing spend is recorded for {', '.join(t.index[no_spend])}: their cost per new "
+                         "customer (CAC) is unknown, not zero")
+    return t, notes
 
 
 # ============================================================================ voice of customer

@@ -410,15 +410,85 @@ def _fmt_value(feature: str, v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 10 else f"{v:,.2g}"
 
 
+#: features grouped into the plain-language drivers a reason names (model-derived BG/NBD
+#: features are summaries of when and how often a customer bought, so they count as "recency")
+DRIVERS = {
+    "recency": ("days_since_last", "overdue_ratio", "bgnbd_expected", "bgnbd_p_alive", "orders_90d", "visits_30d"),
+    "frequency": ("frequency", "tenure_days", "ipt_mean", "ipt_std"),
+    "spend": ("spend_total", "aov", "spend_trend", "discount_share"),
+    "channels": ("n_channels", "online_share"),
+    "returns": ("return_rate",),
+    "service": ("tickets", "fcr_rate"),
+    "satisfaction": ("last_nps", "last_csat"),
+}
+
+
+def _driver_of(feature: str) -> str:
+    if feature.startswith("share_"):
+        return "channels"
+    return next((d for d, feats in DRIVERS.items() if feature in feats), "other")
+
+
+def _describe(driver: str, row: Mapping, med: Mapping, top_feature: str) -> str:
+    """One plain sentence for a driver, from the customer's own values (and the typical customer's)."""
+    def v(name, default=np.nan):
+        x = row.get(name, default)
+        return default if x is None or pd.isna(x) else float(x)
+
+    if driver == "recency":
+        days, gap = v("days_since_last"), v("ipt_mean")
+        if np.isfinite(days) and np.isfinite(gap) and gap > 0:
+            return f"no purchase for {days:,.0f} days, against a usual gap of {gap:,.0f} days"
+        if np.isfinite(days):
+            return f"no purchase for {days:,.0f} days (typical customer: {float(med.get('days_since_last', np.nan)):,.0f})"
+        return "no recent purchase"
+    if driver == "frequency":
+        n, typical_n = v("frequency", 0) + 1, float(med.get("frequency", 0)) + 1
+        if n <= 1:
+            return "a single purchase so far"
+        if n < typical_n:
+            return f"only {n:,.0f} purchases so far (typical customer: {typical_n:,.0f})"
+        gap = v("ipt_mean")
+        often = f", about every {gap:,.0f} days" if np.isfinite(gap) else ""
+        return f"a frequent buyer until now ({n:,.0f} purchases{often}), so a pause stands out"
+    if driver == "spend":
+        trend = v("spend_trend")
+        if np.isfinite(trend) and trend < 0 and top_feature == "spend_trend":
+            return "spending less in the last six months than in the six before"
+        if top_feature == "discount_share":
+            return f"buys mostly on discount ({v('discount_share', 0):.0%} of spend)"
+        spent, typical = v("spend_total", 0), float(med.get("spend_total", 0))
+        word = "low spend" if spent < typical else "spend"
+        return f"{word} so far {spent:,.0f} (typical customer: {typical:,.0f})"
+    if driver == "channels":
+        shares = {k[len('share_'):]: float(row[k]) for k in row if k.startswith("share_") and pd.notna(row[k])}
+        if shares:
+            ch, sh = max(shares.items(), key=lambda kv: kv[1])
+            if sh >= 0.99:
+                return f"buys only in one channel ({ch})"
+        return f"uses few channels ({v('n_channels', 1):,.0f})"
+    if driver == "returns":
+        return f"returns many orders ({v('return_rate', 0):.0%} of orders)"
+    if driver == "service":
+        return f"needed customer service often ({v('tickets', 0):,.0f} tickets)"
+    if driver == "satisfaction":
+        nps = v("last_nps")
+        return f"rated us low (last NPS answer {nps:,.0f} of 10)" if np.isfinite(nps) else "rated us low"
+    label = FEATURE_LABELS.get(top_feature, top_feature.replace("_", " "))
+    return f"{label}: {_fmt_value(top_feature, v(top_feature))} (typical customer: {_fmt_value(top_feature, med.get(top_feature, np.nan))})"
+
+
 def reasons(model, X: pd.DataFrame, top: int = 2, typical: pd.Series | None = None) -> pd.Series:
-    """Main reasons per customer: the features whose value pushes risk up most.
+    """Main reasons per customer: the few plain-language drivers that push risk up most.
 
     For each feature, the risk is recomputed with that feature set to its
-    median; the features whose actual value raises the log-odds of churn most
-    over the median are the reasons (a simple "what if typical" attribution, one
-    model call per feature, vectorised over customers). Log-odds keep the
-    comparison meaningful when a probability is already close to 0 or 1.
-    Each reason reads "days since the last purchase 412 (typical 61)".
+    median; the rise in log-odds over the median is the feature's push (a simple
+    "what if typical" attribution, one model call per feature, vectorised over
+    customers; log-odds keep the comparison meaningful near 0 or 1). Features are
+    then grouped into drivers (:data:`DRIVERS`: recency, frequency, spend, channels,
+    returns, service, satisfaction) and the ``top`` drivers with a clear push are
+    described in words from the customer's own data, e.g. "no purchase for 412 days,
+    against a usual gap of 61 days; buys only in one channel (web)".
     """
     eps = 1e-6
 
@@ -434,15 +504,35 @@ def reasons(model, X: pd.DataFrame, top: int = 2, typical: pd.Series | None = No
         Xc = X.copy()
         Xc[c] = med[c]
         deltas[:, j] = base - logit(model.predict_proba(Xc)[:, 1])
-    top_idx = np.argsort(-deltas, axis=1)[:, :top]
-    labels = [FEATURE_LABELS.get(c, c.replace("share_", "share of orders in ").replace("_", " ")) for c in names]
-    values = X[names].to_numpy()
+    drivers = sorted({_driver_of(c) for c in names})
+    pos = np.clip(deltas, 0, None)
+    member = np.array([[_driver_of(c) == d for c in names] for d in drivers], dtype=float)  # drivers x features
+    push = pos @ member.T                                                                # customers x drivers
+    order = np.argsort(-push, axis=1)[:, :top]
+    records = X.to_dict("records")
     text = []
     for i in range(len(X)):  # formatting only
-        picked = [f"{labels[j]} {_fmt_value(names[j], values[i, j])} (typical {_fmt_value(names[j], med[names[j]])})"
-                  for j in top_idx[i] if deltas[i, j] > 0.05]
+        picked = []
+        for d_idx in order[i]:
+            if push[i, d_idx] <= 0.05:
+                continue
+            cols = np.flatnonzero(member[d_idx])
+            feat = names[cols[np.argmax(pos[i, cols])]]
+            picked.append(_describe(drivers[d_idx], records[i], med, feat))
         text.append("; ".join(picked) if picked else "no single driver")
     return pd.Series(text, index=X.index, name="main_reasons")
+
+
+def scores_for_export(scored: pd.DataFrame, customers: pd.DataFrame | None) -> pd.DataFrame:
+    """The scored table as written to ``churn_scores.csv``: with ``consent_marketing``, so a
+    campaign tool can take it as is (only customers where it is true may be contacted)."""
+    out = scored.copy()
+    if customers is not None and "consent_marketing" in customers and "customer_id" in customers:
+        consent = customers.drop_duplicates("customer_id").set_index("customer_id")["consent_marketing"]
+        out["consent_marketing"] = consent.reindex(out.index).fillna(False).astype(bool).to_numpy()
+    else:
+        out["consent_marketing"] = False  # unknown consent: nobody may be contacted
+    return out
 
 
 def score_customers(model, X: pd.DataFrame, tiers=(0.5, 0.8)) -> pd.DataFrame:

@@ -941,23 +941,50 @@ def plot_tracking(curve: pd.DataFrame, calibration_end, model_name: str = "model
 
 
 def plot_clv_distribution(values: pd.Series, currency: str = "IDR"):
-    """Histogram of predicted CLV (log scale) and the cumulative value curve."""
+    """Histogram of predicted CLV (linear money axis, the top 1% gathered in the last bar)
+    and the cumulative value curve."""
     import matplotlib.pyplot as plt
+
+    from . import report
 
     v = values[values > 0].sort_values(ascending=False)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    a1.hist(np.log10(v), bins=40, color="#4C78A8")
-    a1.set_title("Distribution of predicted CLV")
-    a1.set_xlabel(f"log10 CLV ({currency})")
+    cap = float(v.quantile(0.99)) if len(v) else 0.0
+    a1.hist(v.clip(upper=cap), bins=40, color=report.PALETTE[0])
+    a1.set_title("Distribution of predicted CLV (top 1% in the last bar)")
+    report.money_axis(a1, "x", currency, label="predicted value per customer")
     a1.set_ylabel("customers")
     share = np.arange(1, len(v) + 1) / len(v)
-    a2.plot(100 * share, 100 * v.cumsum() / v.sum(), color="#E45756")
-    a2.plot([0, 100], [0, 100], ":", color="grey")
+    a2.plot(share, v.cumsum() / v.sum(), color=report.PALETTE[5])
+    a2.plot([0, 1], [0, 1], ":", color="grey", label="if every customer were worth the same")
     a2.set_title("Share of predicted value held by the top customers")
-    a2.set_xlabel("top % of customers")
-    a2.set_ylabel("% of predicted value")
+    a2.set_xlabel("top customers (share of all, by predicted value)")
+    a2.set_ylabel("share of predicted value")
+    report.pct_axis(a2, "x")
+    report.pct_axis(a2, "y")
+    a2.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def customer_value_table(values: pd.DataFrame, segment: pd.Series | None = None,
+                         customers: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-customer action file (``customer_value.csv``): predicted value, P(alive), expected
+    purchases and spend, segment and ``consent_marketing`` (only customers where it is true may
+    be contacted), highest value first. Ids are the pseudonymised ids of the analysis tables."""
+    cols = [c for c in ("clv", "p_alive", "expected_purchases", "expected_spend", "frequency") if c in values]
+    out = values[cols].rename(columns={"clv": "predicted_value"}).copy()
+    out.index.name = "customer_id"
+    out["segment"] = (segment.reindex(out.index).astype("string").fillna("unknown")
+                      if segment is not None else "unknown")
+    if customers is not None and "consent_marketing" in customers and "customer_id" in customers:
+        consent = customers.drop_duplicates("customer_id").set_index("customer_id")["consent_marketing"]
+        out["consent_marketing"] = consent.reindex(out.index).fillna(False).astype(bool).to_numpy()
+    else:
+        out["consent_marketing"] = False  # unknown consent: nobody may be contacted
+    out["high_value_probably_inactive"] = (out["predicted_value"] >= out["predicted_value"].quantile(0.8)) & \
+        (out["p_alive"] < 0.5) if "p_alive" in out else False
+    return out.sort_values("predicted_value", ascending=False)
 
 
 # --------------------------------------------------------------------------- the whole analysis
@@ -1061,13 +1088,19 @@ def omnichannel_flag(orders: pd.DataFrame, sales_channels=None) -> pd.Series:
     return pd.Series(np.where(n >= 2, "omnichannel", "single-channel"), index=n.index, name="channel_breadth")
 
 
+def _money(v: float, currency: str) -> str:
+    from .report import money
+
+    return money(v, currency)
+
+
 def cltv_headline(values: pd.Series, top_share: float, horizon_days: float, currency: str,
                   at_risk: int | None = None) -> str:
     """'12% of customers hold 48% of predicted 12-month value ...' in plain words."""
     conc = value_concentration(values, top_share)
     months = horizon_days / 30.4375
     text = (f"{top_share:.0%} of customers hold {conc:.0%} of the predicted {months:.0f}-month value "
-            f"({values.sum():,.0f} {currency} in all)")
+            f"({_money(values.sum(), currency)} in all)")
     if at_risk is not None:
         text += f"; {at_risk:,} of these high-value customers are probably no longer active (P(alive) < 0.5)"
     return text + "."

@@ -239,19 +239,31 @@ def plot_coverage(overview: pd.DataFrame):
     return fig
 
 
-def plot_channel_volume(volumes: pd.DataFrame, table: str, value: str = "rows", title: str | None = None):
-    """One line per channel: rows (or revenue) of ``table`` per period."""
+def plot_channel_volume(volumes: pd.DataFrame, table: str, value: str = "rows", title: str | None = None,
+                        freq: str | None = None, data_end=None, currency: str | None = None):
+    """One line per channel: rows (or revenue) of ``table`` per period.
+
+    With ``freq`` and ``data_end`` a last period that ends after the data does is drawn
+    dashed (an incomplete week is not a drop); revenue ticks read "1.5 bn" with the
+    currency in the axis label.
+    """
     import matplotlib.pyplot as plt
+
+    from . import report
 
     v = volumes[volumes["table"] == table]
     wide = v.pivot_table(index="period", columns="channel", values=value, aggfunc="sum").sort_index()
     fig, ax = plt.subplots(figsize=(10, 4.5))
+    partial = bool(freq) and not wide.empty and report.last_period_partial(wide.index[-1], freq, data_end)
     if not wide.empty:
-        wide.plot(ax=ax, linewidth=1.4)
-        ax.legend(title="channel", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
+        report.plot_lines(wide, ax, partial_last=partial, period=report.period_name(freq) if freq else "period")
     ax.set_title(title or f"{table}: {value} per channel over time")
-    ax.set_xlabel("period")
-    ax.set_ylabel(value if value != "revenue" else "revenue")
+    ax.set_xlabel(f"{report.period_name(freq)} (start date)" if freq else "period")
+    if value == "revenue":
+        report.money_axis(ax, "y", currency, label="revenue")
+    else:
+        ax.set_ylabel(f"{table} per {report.period_name(freq)}" if freq else value)
+        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     fig.tight_layout()
     return fig
 

@@ -289,15 +289,40 @@ def journey_stages(customers: pd.DataFrame, touchpoints: pd.DataFrame | None, or
     return out
 
 
+def stages_note(stages: pd.DataFrame) -> str | None:
+    """Why the first stages read 100%, when they do: every customer in the data has bought.
+
+    The customers table holds buyers; a buyer has reached awareness, consideration and
+    decision by definition, so those stages say nothing about drop-off (visitors who never
+    bought are anonymous and cannot be counted as people)."""
+    if stages.empty:
+        return None
+    top = stages["customers"].iloc[0]
+    full = stages.loc[stages["customers"].eq(top), "stage"].tolist()
+    if len(full) >= 2 and "decision" in full:
+        return (f"Every one of the {top:,} customers has bought at least once, so {', '.join(full)} are 100% "
+                "by definition (visitors who never bought are anonymous and cannot be counted as people). "
+                "The chart therefore starts at the first purchase: how many buy again (retention) and "
+                "recommend us (advocacy).")
+    return None
+
+
 def plot_stages(stages: pd.DataFrame, title: str = "Journey stages: customers reaching each stage"):
+    """Customers reaching each stage; stages that every customer reached by definition are left out
+    (see :func:`stages_note`), so the bars show real drop-off."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4))
-    ax.barh(stages["stage"][::-1], stages["customers"][::-1], color="#4C78A8")
-    for y, (c, s) in enumerate(zip(stages["customers"][::-1], stages["share_of_customers"][::-1])):
-        ax.text(c, y, f" {c:,} ({s:.0%})", va="center", fontsize=8)
+    s = stages
+    if stages_note(stages) is not None:
+        s = stages.iloc[list(stages["stage"]).index("decision"):]
+        title = "After the first purchase: customers who buy again and who recommend us"
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    ax.barh(s["stage"][::-1], s["customers"][::-1], color="#0072B2")
+    for y, (c, sh) in enumerate(zip(s["customers"][::-1], s["share_of_customers"][::-1])):
+        ax.text(c, y, f" {c:,} ({sh:.0%})", va="center", fontsize=9)
+    ax.set_xlim(0, s["customers"].max() * 1.2)
     ax.set_xlabel("customers reaching the stage")
-    ax.set_ylabel("stage")
+    ax.set_ylabel("journey stage")
     ax.set_title(title)
     fig.tight_layout()
     return fig

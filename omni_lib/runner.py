@@ -30,7 +30,7 @@ from typing import Any, Iterable, Mapping
 import nbformat
 import yaml
 
-from .report import _fmt, extract_key_figures, to_jsonable
+from .report import extract_key_figures, format_value, humanise, to_jsonable
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 
@@ -51,6 +51,10 @@ class NotebookResult:
     key_figures: dict = field(default_factory=dict)
     error: dict | None = None
     reason: str | None = None  # why a notebook was skipped: what data would enable it
+    #: the key figures as the report shows them (money with currency, %, dates, yes/no)
+    key_figures_display: dict = field(default_factory=dict)
+    #: files this notebook wrote beside its report (CSV tables, ...), names in the run folder
+    outputs: list = field(default_factory=list)
 
     def failure_line(self) -> str:
         e = self.error or {}
@@ -226,8 +230,13 @@ def _failing_cell(nb, cell_index: int | None) -> tuple[int | None, str]:
     return cell_index - injected + 1, src[:120]
 
 
-def to_html(nb, include_code: bool = False) -> str:
-    """Executed notebook -> standalone HTML; code cells hidden unless asked."""
+def to_html(nb, include_code: bool = False, outputs: Iterable[str] = (), index_link: str | None = "index.html") -> str:
+    """Executed notebook -> standalone HTML; code cells hidden unless asked.
+
+    The page is then made readable on its own (:func:`postprocess_html`): a table of
+    contents, a link back to the run's index, links to the notebook's output files,
+    each figure's title as its alt text, tables that fit the page.
+    """
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(
@@ -235,8 +244,162 @@ def to_html(nb, include_code: bool = False) -> str:
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
+    import logging
+
+    logging.getLogger("traitlets").setLevel(logging.ERROR)  # "Alternative text is missing": filled in below
     body, _ = exporter.from_notebook_node(nb)
-    return body
+    return postprocess_html(body, image_alts(nb), outputs=outputs, index_link=index_link)
+
+
+# --------------------------------------------------------------------------- HTML post-processing
+REPORT_CSS = """
+body.jp-Notebook, body{max-width:1280px;margin:0 auto;padding:0 1.5rem 3rem;box-sizing:border-box}
+.omni-nav{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem;margin:1rem 0 1.5rem;background:#fafafa;
+  font-family:system-ui,sans-serif;font-size:14px}
+.omni-nav .omni-toc{margin:.3rem 0 .2rem 1.2rem;padding:0;columns:2}
+.omni-nav ul.omni-toc{list-style:none;margin-left:0}
+.omni-nav li{margin:.1rem 0;break-inside:avoid}
+.omni-nav ul{margin:0 0 0 1rem;padding:0;list-style:circle}
+.omni-nav .omni-files a{margin-right:.8rem}
+.omni-period{border-left:4px solid #0072B2;background:#f3f8fc;padding:.4rem .8rem;margin:.6rem 0 1rem}
+.omni-table-wrap{max-width:100%;overflow-x:auto}
+.jp-RenderedHTMLCommon table{font-size:13px;table-layout:auto}
+.jp-RenderedHTMLCommon th{white-space:normal;max-width:14rem}
+.jp-RenderedHTMLCommon td{max-width:22rem;overflow-wrap:break-word}
+.jp-RenderedHTMLCommon caption{caption-side:bottom;text-align:left;color:#555;font-size:12px;padding-top:.3rem}
+img{max-width:100%;height:auto}
+"""
+
+
+def image_alts(nb) -> dict[str, str]:
+    """PNG data -> alt text, from the ``alt`` metadata ``report.use_style`` gives each figure."""
+    alts = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" not in data:
+                continue
+            meta = out.get("metadata", {})
+            alt = (meta.get("image/png") or {}).get("alt") or meta.get("alt")
+            if alt:
+                alts[str(data["image/png"]).strip()] = str(alt)
+    return alts
+
+
+def postprocess_html(body: str, alts: Mapping[str, str] | None = None, *, outputs: Iterable[str] = (),
+                     index_link: str | None = "index.html") -> str:
+    """Navigation and accessibility for a report page (plain HTML in, HTML out).
+
+    Adds, after the first heading: a link back to the run's index, links to the report's
+    output files and a table of contents of its sections (h2/h3, linking the ids nbconvert
+    gives headings); sets each image's alt text to its figure's title (``alts``: PNG
+    base64 data -> text; images without one are called "figure N" of the report); wraps
+    tables so a wide one scrolls inside the page instead of widening it.
+    """
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(body, features="html.parser")
+    alts = dict(alts or {})
+    title_tag = soup.find("h1")
+    title = title_tag.get_text(" ", strip=True).rstrip("¶").strip() if title_tag else "report"
+    for n, img in enumerate(soup.find_all("img"), start=1):
+        src = img.get("src", "")
+        data = src.split("base64,", 1)[1].strip() if "base64," in src else None
+        alt = alts.get(data) if data else None
+        if not alt:
+            current = img.get("alt", "")
+            alt = current if current and not current.startswith("No description") else f"figure {n} of {title}"
+        img["alt"] = alt
+    for tbl in soup.find_all("table"):
+        if tbl.parent is not None and "omni-table-wrap" in (tbl.parent.get("class") or []):
+            continue
+        wrap = soup.new_tag("div", attrs={"class": "omni-table-wrap"})
+        tbl.wrap(wrap)
+    style = soup.new_tag("style")
+    style.string = REPORT_CSS
+    (soup.head or soup).append(style)
+    if soup.title is not None:
+        soup.title.string = title
+    nav = soup.new_tag("nav", attrs={"class": "omni-nav", "aria-label": "report navigation"})
+    top = soup.new_tag("p")
+    if index_link:
+        back = soup.new_tag("a", href=index_link, attrs={"class": "omni-back"})
+        back.string = "← all reports of this run"
+        top.append(back)
+    files = [f for f in outputs]
+    if files:
+        span = soup.new_tag("span", attrs={"class": "omni-files"})
+        span.append(" · files of this report: " if index_link else "Files of this report: ")
+        for f in files:
+            a = soup.new_tag("a", href=f)
+            a.string = f
+            span.append(a)
+        top.append(span)
+    nav.append(top)
+    heads = [h for h in soup.find_all(["h2", "h3"]) if h.get("id")]
+    import re as _re
+
+    used = set()
+    for h in heads:  # plain ids (nbconvert keeps quotes and "%22" in them), unique, anchors kept in step
+        old_id = h["id"]
+        new_id = _re.sub(r"[^A-Za-z0-9]+", "-", h.get_text(" ", strip=True).rstrip("¶")).strip("-").lower() or "section"
+        base, k = new_id, 2
+        while new_id in used:
+            new_id, k = f"{base}-{k}", k + 1
+        used.add(new_id)
+        h["id"] = new_id
+        for a in h.find_all("a", href=f"#{old_id}"):
+            a["href"] = f"#{new_id}"
+    if heads:
+        label = soup.new_tag("b")
+        label.string = "Contents"
+        nav.append(label)
+        numbered = any(_re.match(r"\s*\d+[.)]", h.get_text(" ", strip=True)) for h in heads)
+        ol = soup.new_tag("ul" if numbered else "ol", attrs={"class": "omni-toc"})  # "1. ..." headings: no 2nd number
+        last_li = None
+        for h in heads:
+            li = soup.new_tag("li")
+            a = soup.new_tag("a", href=f"#{h['id']}")
+            a.string = h.get_text(" ", strip=True).rstrip("¶").strip()
+            li.append(a)
+            if h.name == "h3" and last_li is not None:  # a subsection: nested under its section
+                sub = last_li.find("ul") or last_li.append(soup.new_tag("ul")) or last_li.find("ul")
+                sub.append(li)
+            else:
+                ol.append(li)
+                last_li = li
+        nav.append(ol)
+    if title_tag is not None:
+        # after the intro paragraph(s) that follow the title, i.e. at the end of the title's cell
+        cell = title_tag.find_parent(class_="jp-Cell") or title_tag
+        cell.insert_after(nav)
+    elif soup.body is not None:
+        soup.body.insert(0, nav)
+    else:
+        soup.insert(0, nav)
+    return str(soup)
+
+
+def move_stderr_to_log(nb, log_path: Path, stem: str) -> int:
+    """Take library warnings and notices (stderr streams) out of the report, into the run log.
+
+    Returns the number of stderr outputs moved. Errors (tracebacks) stay in the report.
+    """
+    moved = []
+    for i, cell in enumerate(nb.cells, start=1):
+        keep = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = "".join(out.get("text", ""))
+                moved.append(f"[{stem} cell {i}] " + text.rstrip().replace("\n", "\n    "))
+            else:
+                keep.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = keep
+    if moved:
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write("\n".join(moved) + "\n")
+    return len(moved)
 
 
 def _kernel_manager_class():
@@ -263,6 +426,7 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
 
     stem = src.stem
     executed = out_dir / f"{stem}.ipynb"
+    before = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
     t0 = time.perf_counter()
     error = None
     try:
@@ -291,7 +455,15 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
         figures = extract_key_figures(nb) or {}
         result.headline = figures.get("headline")
         result.key_figures = figures.get("figures", {})
-        (out_dir / f"{stem}.html").write_text(to_html(nb, include_code=error is not None), encoding="utf-8")
+        result.key_figures_display = figures.get("display") or {
+            k: format_value(k, v) for k, v in result.key_figures.items()}
+        result.outputs = sorted(p.name for p in out_dir.iterdir()
+                                if p.name not in before and p.is_file() and not p.name.startswith(".")
+                                and p.name not in (executed.name, "run.log"))
+        move_stderr_to_log(nb, out_dir / "run.log", stem)  # the executed .ipynb keeps them, for inspection
+        files = result.outputs + [f"{stem}.json", executed.name]
+        (out_dir / f"{stem}.html").write_text(to_html(nb, include_code=error is not None, outputs=files),
+                                              encoding="utf-8")
         result.html = f"{stem}.html"
         result.executed = executed.name
     if error is not None:
@@ -335,29 +507,76 @@ def _not_runnable(nb: Path, params: dict, cfg, prep: dict, prep_error: str | Non
 
 
 # --------------------------------------------------------------------------- index page
-def _index_html(run_id: str, results: list[NotebookResult], meta: dict) -> str:
+def _run_history(reports_dir: Path, exclude: str | None = None, limit: int = 30) -> list[dict]:
+    """Earlier runs in ``reports_dir`` (newest first): run id, start, status, notebooks."""
+    runs = []
+    for rj in Path(reports_dir).glob("*/run.json"):
+        d = rj.parent
+        if d.name.startswith(".") or d.name == "latest" or d.is_symlink() or d.name == exclude:
+            continue
+        try:
+            info = json.loads(rj.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        nbs = info.get("notebooks", [])
+        runs.append({"run_id": d.name, "started": info.get("started", ""), "ok": bool(info.get("ok")),
+                     "notebooks": len(nbs), "failed": sum(n.get("status") == "failed" for n in nbs)})
+    runs.sort(key=lambda r: (r["started"], r["run_id"]), reverse=True)
+    return runs[:limit]
+
+
+def _when(iso: str) -> str:
+    """``2026-12-03T12:48:00+07:00`` -> ``3 Dec 2026 12:48``."""
+    from .report import date
+
+    try:
+        return date(iso, with_time=True)
+    except (ValueError, TypeError):
+        return str(iso)
+
+
+def _index_html(run_id: str, results: list[NotebookResult], meta: dict, history: list[dict] | None = None) -> str:
     rows = []
     for r in results:
-        name = html.escape(r.notebook)
-        link = f"<a href='{html.escape(r.html)}'>{name}</a>" if r.html else name
+        words = humanise(r.notebook.split("_", 1)[-1])
+        name = html.escape(words[:1].upper() + words[1:])
+        title = f"<b>{name}</b><br><small>{html.escape(r.notebook)}</small>"
+        link = f"<a href='{html.escape(r.html)}'>{title}</a>" if r.html else title
         badge = {"ok": "<span class='ok'>ok</span>", "skipped": "<span class='skip'>skipped</span>"}.get(
             r.status, "<span class='bad'>failed</span>")
+        shown = r.key_figures_display or {k: format_value(k, v) for k, v in r.key_figures.items()}
         figs = "".join(
-            f"<li>{html.escape(k.replace('_', ' '))}: <b>{html.escape(_fmt(v))}</b></li>"
-            for k, v in list(r.key_figures.items())[:6]
+            f"<li>{html.escape(humanise(k))}: <b>{html.escape(str(v))}</b></li>"
+            for k, v in list(shown.items())[:6]
         )
         detail = html.escape(r.headline or "")
         if r.status == "skipped":
             detail = f"<span class='skip'>Not run: {html.escape(r.reason or '')}.</span>"
         if r.error:
             detail = f"<span class='bad'>{html.escape(r.failure_line())}</span>"
+        files = [f for f in (r.outputs or [])] + [f"{r.notebook}.json"] + ([r.executed] if r.executed else [])
+        file_links = " ".join(f"<a href='{html.escape(f)}'>{html.escape(f)}</a>" for f in files)
         rows.append(
             f"<tr><td>{link}</td><td>{badge}</td><td>{r.duration_s:.1f} s</td>"
-            f"<td>{detail}<ul>{figs}</ul></td></tr>"
+            f"<td>{detail}<ul>{figs}</ul><small>files: {file_links}</small></td></tr>"
         )
+    labels = {"run_id": "run", "started": "started", "finished": "finished", "config": "configuration",
+              "overrides": "parameters given (-p)", "python": "Python"}
     meta_rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in meta.items()
+        f"<tr><th>{html.escape(labels.get(str(k), humanise(k)))}</th>"
+        f"<td>{html.escape(_when(v) if k in ('started', 'finished') else ('none' if v in ('{}', '') else str(v)))}</td></tr>"
+        for k, v in meta.items()
     )
+    hist_rows = ""
+    for h in history or []:
+        state = ("<span class='ok'>all passed</span>" if h["ok"]
+                 else f"<span class='bad'>{h['failed']} failed</span>")
+        hist_rows += (f"<tr><td><a href='../{html.escape(h['run_id'])}/index.html'>{html.escape(h['run_id'])}</a></td>"
+                      f"<td>{html.escape(_when(h['started']))}</td><td>{h['notebooks']}</td><td>{state}</td></tr>")
+    history_html = (
+        "<h2 id='earlier-runs'>Earlier runs</h2><table><thead><tr><th>run</th><th>started</th><th>reports</th>"
+        f"<th>status</th></tr></thead><tbody>{hist_rows}</tbody></table>" if hist_rows
+        else "<h2 id='earlier-runs'>Earlier runs</h2><p>This is the first run in this reports folder.</p>")
     n_bad = sum(r.status == "failed" for r in results)
     n_skip = sum(r.status == "skipped" for r in results)
     status = "all notebooks passed" if n_bad == 0 else f"{n_bad} notebook(s) failed"
@@ -366,18 +585,22 @@ def _index_html(run_id: str, results: list[NotebookResult], meta: dict) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Omni Workbench run {html.escape(run_id)}</title>
 <style>
-body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#222}}
+body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#222;padding:0 1rem}}
 table{{border-collapse:collapse;width:100%;margin:1rem 0}}
 td,th{{border-bottom:1px solid #ddd;padding:.5rem;text-align:left;vertical-align:top}}
+td a{{overflow-wrap:anywhere}} td:nth-child(3){{white-space:nowrap}}
 .ok{{color:#18794e;font-weight:600}} .bad{{color:#c0392b;font-weight:600}} .skip{{color:#8a6d00;font-weight:600}}
-ul{{margin:.3rem 0 0 1rem;padding:0}} small{{color:#666}}
+ul{{margin:.3rem 0 .3rem 1rem;padding:0}} small{{color:#666}}
 </style></head><body>
-<h1>Omni Workbench &mdash; run {html.escape(run_id)}</h1>
-<p>{html.escape(status)}.</p>
+<h1>Omni Workbench &mdash; run of {html.escape(_when(meta.get("started", run_id)))}</h1>
+<p>{html.escape(status)}. Each report opens in the browser; its files (tables for a CRM or campaign tool,
+the key figures as JSON, the executed notebook) are linked beside it.</p>
 <table><thead><tr><th>report</th><th>status</th><th>time</th><th>headline and key figures</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
-<h2>Run details</h2><table>{meta_rows}</table>
-<p><small>Each report has a machine-readable twin (<code>&lt;notebook&gt;.json</code>) and the executed notebook (<code>&lt;notebook&gt;.ipynb</code>) beside it.</small></p>
+<h2 id='run-details'>Run details</h2><table>{meta_rows}</table>
+{history_html}
+<p><small>Library warnings and notices from the notebooks are kept out of the reports; they are in
+<a href='run.log'>run.log</a> when there are any.</small></p>
 </body></html>
 """
 
@@ -454,17 +677,20 @@ def run(
     started = _dt.datetime.now().astimezone()
     results: list[NotebookResult] = []
     try:
-        bar = tqdm(chosen, desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
-        for nb in bar:
+        tty = sys.stderr.isatty()  # a log file gets plain lines, not a redrawn progress bar
+        bar = tqdm(chosen, desc="notebooks", unit="nb", disable=not (progress and tty), file=sys.stderr)
+        for i, nb in enumerate(bar, start=1):
             bar.set_postfix_str(nb.stem)
             record = {**plan[nb], "output_dir": str(final)} if "output_dir" in plan[nb] else None
             res = _not_runnable(nb, plan[nb], cfg, prep, prep_error)
             if res is None:
-                res = execute_one(nb, tmp, plan[nb], cell_progress=progress and sys.stderr.isatty(), record=record)
+                res = execute_one(nb, tmp, plan[nb], cell_progress=progress and tty, record=record)
             else:
                 (tmp / f"{nb.stem}.json").write_text(json.dumps(asdict(res), indent=2, ensure_ascii=False),
                                                      encoding="utf-8")
             results.append(res)
+            if progress and not tty:
+                print(f"[{i}/{len(chosen)}] {nb.stem}: {res.status} ({res.duration_s:.1f} s)", file=sys.stderr, flush=True)
             if res.status == "failed":
                 tqdm.write(f"FAILED {res.failure_line()}", file=sys.stderr)
             elif res.status == "skipped":
@@ -477,9 +703,10 @@ def run(
             "overrides": json.dumps(to_jsonable(dict(overrides or {}))),
             "python": sys.version.split()[0],
         }
-        (tmp / "index.html").write_text(_index_html(run_id, results, meta), encoding="utf-8")
+        (tmp / "index.html").write_text(_index_html(run_id, results, meta, history=_run_history(reports_dir)),
+                                        encoding="utf-8")
         (tmp / "run.json").write_text(json.dumps(
-            {**meta, "ok": all(r.status == "ok" for r in results),
+            {**meta, "ok": all(r.status in ("ok", "skipped") for r in results),
              "notebooks": [asdict(r) for r in results]}, indent=2, ensure_ascii=False),
             encoding="utf-8")
         os.rename(tmp, final)  # the run appears whole, in one step

@@ -59,3 +59,22 @@ def true_ds(true_store):
     from omni_lib.store import ANALYSIS_TABLES
 
     return io.Dataset({t: true_store.table(t) for t in ANALYSIS_TABLES}, true_store.config)
+
+
+@pytest.fixture(scope="session")
+def report_run(sample_config, tmp_path_factory) -> Path:
+    """One `omni run` of every notebook on the sample, shared by the report lint and browser tests.
+
+    Set OMNI_TEST_REPORT_RUN=<reports/run folder> to reuse an existing run instead (faster
+    while iterating; the tests then check that run).
+    """
+    import os
+
+    reuse = os.environ.get("OMNI_TEST_REPORT_RUN")
+    if reuse:
+        return Path(reuse).resolve()
+    from omni_lib import runner
+
+    res = runner.run(config_path=sample_config, reports_dir=tmp_path_factory.mktemp("reports"), progress=False)
+    assert res.ok, [r.failure_line() for r in res.failed]
+    return res.run_dir

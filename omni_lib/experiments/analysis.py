@@ -52,6 +52,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from . import planning, sequential, stats
+from ..report import pvalue as _pvalue  # p = 0.0004 / p < 0.001 in report text (issue 14)
 from .errors import ExperimentInputError
 from .units import DEFAULT_WINDOW_DAYS, METRICS, ExperimentData, Metric, experiment_ids, prepare
 
@@ -522,11 +523,11 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
         if v in pb.index and "chance_to_beat_control" in pb:
             extra = f"; chance it beats control {pb.loc[v, 'chance_to_beat_control']:.1%} (Bayesian)"
         if seq_p is not None:
-            extra += (f"; still running, so judged by the always-valid p = {seq_p[v]:.3g} "
+            extra += (f"; still running, so judged by the always-valid {_pvalue(seq_p[v])} "
                       f"(needs < {a_seq:.3g})")
-        diff_test = (f" The difference alone: {METHOD_NAMES[r['method']]}, p = {r['p_diff']:.3g}."
+        diff_test = (f" The difference alone: {METHOD_NAMES[r['method']]}, {_pvalue(r['p_diff'])}."
                      if np.isfinite(r.get("p_diff", np.nan)) else "")
-        return (f"{v} vs {d.control}: {_change(r)}, {_lift(r)}, p = {r['p_holm']:.3g} ({method}{holm}){extra}."
+        return (f"{v} vs {d.control}: {_change(r)}, {_lift(r)}, {_pvalue(r['p_holm'])} ({method}{holm}){extra}."
                 + diff_test)
 
     if srm["alert"]:
@@ -535,7 +536,7 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
         reasons.append("Find the cause (units lost in logging, a redirect, bot filtering, a late assignment "
                        "trigger), fix it and run the test again.")
         return Decision("do not ship", None, f"{name}: do not ship. The split of units is broken (sample ratio "
-                        f"mismatch, p = {srm['p_value']:.1e}), so the result cannot be trusted.", reasons)
+                        f"mismatch, {_pvalue(srm['p_value'])}), so the result cannot be trusted.", reasons)
 
     harm = {v: g.loc[(g["variant"] == v) & g["harmful"]] for v in p.index}
     good = np.where(p["higher_is_better"], p["abs_lift"] > 0, p["abs_lift"] < 0)
@@ -544,7 +545,7 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
 
     def guard_lines(v: str) -> list[str]:
         h = harm[v]
-        return [f"Guardrail breached: {_change(r)} for {v}, {_abs_lift(r)}, p = {r['p_diff']:.3g} "
+        return [f"Guardrail breached: {_change(r)} for {v}, {_abs_lift(r)}, {_pvalue(r['p_diff'])} "
                 f"({METHOD_NAMES[r['method']]} of the difference)."
                 for _, r in h.iterrows()]
 
@@ -552,7 +553,7 @@ def decide(d: ExperimentData, srm: dict, res: pd.DataFrame, bayes: pd.DataFrame,
         gv = g.loc[g["variant"] == v]
         if gv.empty:
             return "No guardrail metric could be computed."
-        return "Guardrails hold: " + "; ".join(f"{_change(r)} (no significant harm, p = {r['p_diff']:.2f})"
+        return "Guardrails hold: " + "; ".join(f"{_change(r)} (no significant harm, {_pvalue(r['p_diff'])})"
                                                for _, r in gv.iterrows()) + "."
 
     clean = [v for v in winners if harm[v].empty]
@@ -681,7 +682,7 @@ def breakdown(data: ExperimentData, by: str, metric: str | Metric = "conversion"
     out.attrs["heterogeneity"] = het
     n_seg = out[by].nunique()
     small = int(out["small"].sum())
-    hp = [f"{v}: p = {h['p_value']:.2f}" for v, h in het.items()]
+    hp = [f"{v}: {_pvalue(h['p_value'])}" for v, h in het.items()]
     out.attrs["warning"] = (
         f"{n_seg} subgroups by {by}: at a 5% level about {0.05 * n_seg:.1f} of them would look 'significant' by "
         f"chance alone, and the intervals are not corrected for that. {small} subgroup rows have fewer than "

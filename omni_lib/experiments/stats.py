@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ..report import pvalue as _pvalue  # p = 0.0004 / p < 0.001 in report text (issue 14)
 from .errors import ExperimentInputError
 
 __all__ = ["welch_from_stats", "relative_delta", "proportions_from_counts", "compare_proportions",
@@ -334,13 +335,13 @@ def srm_check(counts: Mapping[str, int], planned: Mapping[str, float] | None = N
     alert = bool(p < threshold)
     worst = table.iloc[int(np.argmax(np.abs(obs - expected)))]
     if alert:
-        message = (f"Sample ratio mismatch (p = {p:.1e} < {threshold:g}): {worst['variant']} has "
+        message = (f"Sample ratio mismatch ({_pvalue(p)}, alarm below {threshold:g}): {worst['variant']} has "
                    f"{int(worst['units']):,} units where the plan expects {worst['expected_units']:,.0f} "
                    f"({worst['observed_share']:.1%} instead of {worst['planned_share']:.1%}). Units were lost "
                    "or added unevenly (logging, bots, redirects, late assignment), so the variants are no "
                    "longer comparable: do not trust the lifts until the cause is found.")
     else:
-        message = (f"No sample ratio mismatch (chi-square p = {p:.2f}): the split matches the plan "
+        message = (f"No sample ratio mismatch (chi-square {_pvalue(p)}): the split matches the plan "
                    f"({', '.join(f'{v} {s:.1%}' for v, s in zip(variants, obs / n))}).")
     return {"chi2": float(chi2), "df": len(variants) - 1, "p_value": float(p), "alert": alert,
             "threshold": threshold, "table": table, "message": message}
