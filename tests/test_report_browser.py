@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_tools import WIDTH, check_page, ensure_chromium
+from tests.browser_tools import WIDTH, check_page, ensure_chromium
 
 NOTEBOOKS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
