@@ -362,8 +362,9 @@ def test_unknown_channel_listed_by_name(tmp_path):
         d.loc[7, "channel"] = "Web"
         return d
     p = only(check(write_dataset(tmp_path, broken(touchpoints=bad))), "touchpoints", "channel")
-    assert p.n_bad == 3 and p.examples == ["tiktok", "Web"]
-    assert_names(p, "touchpoints.channel", "3 rows", "'tiktok' (2)", "'Web' (1)", "vocabulary")
+    # 'Web' is the vocabulary's 'web' in another case (exports often write WEB): read as web, not an error
+    assert p.n_bad == 2 and p.examples == ["tiktok"]
+    assert_names(p, "touchpoints.channel", "2 rows", "'tiktok' (2)", "vocabulary")
 
 
 def test_channel_vocabulary_comes_from_config(tmp_path):

@@ -381,4 +381,6 @@ def test_a_harm_sentence_shows_the_interval_of_the_test_that_found_it(results):
     g = r.decision_rows("guardrail").iloc[0]
     line = next(x for x in r.decision.reasons if x.startswith("Guardrail breached"))
     assert f"{100 * g['abs_low']:+.1f} to {100 * g['abs_high']:+.1f} pp" in line and g["abs_low"] > 0
-    assert f"p = {g['p_diff']:.3g}" in line
+    from omni_lib.report import pvalue
+
+    assert pvalue(g["p_diff"]) in line

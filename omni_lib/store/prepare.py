@@ -39,6 +39,7 @@ from typing import Any, Callable
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from omni_lib.config import Config, ConfigError, load_config
 from omni_lib.schema import CONTRACT, PERSON_KEYS, TABLES, ContractError
@@ -294,7 +295,11 @@ def _unify(cfg: Config, frames: dict[str, pd.DataFrame], key: bytes, params: dic
     tables: dict[str, pd.DataFrame] = {}
     # labels at other thresholds (the identity report's quality curve), reusing the scored pairs
     curve = pd.DataFrame({"record_id": links["record_id"]})
-    for t in CURVE_THRESHOLDS:
+    # The labels at other thresholds serve one chart: quality against known links, which only a
+    # data set with labelled truth has (the generated sample). Without it they are not computed
+    # (8 re-clusterings: a third of identity's time at 200k customers).
+    scored = (Path(cfg.root) / "truth" / "identity_links.parquet").is_file()
+    for t in (CURVE_THRESHOLDS if scored else ()):
         lab = resolver.recluster(t).set_index("record_id")["customer_id"]
         curve[f"t_{t:g}"] = curve["record_id"].map(lab).astype("string")
     tables["identity_curve"] = curve
@@ -507,7 +512,8 @@ def _write(path: Path, tables: dict[str, pd.DataFrame], meta: dict, tz: str) -> 
     try:
         con.execute(f"SET TimeZone = '{tz}'")
         for name, df in tables.items():
-            con.register("_df", df)
+            # through Arrow: DuckDB copies Arrow columns without a per-value conversion
+            con.register("_df", pa.Table.from_pandas(df, preserve_index=False))
             con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _df')
             con.unregister("_df")
         con.execute("CREATE TABLE _meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
