@@ -283,6 +283,21 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
     skipped = [m.groups() for w in caught if issubclass(w.category, pd.errors.ParserWarning)
                for m in re.finditer(r"line (\d+): (.+)", str(w.message))]
     problems = []
+    # Rows with too FEW fields are padded with empty values by pandas, silently, and the
+    # values after the missing field land in the wrong columns (an e-mail under
+    # created_at). Only a row with an empty last column can be one, so the exact scan
+    # below runs only then.
+    if len(df.columns) and df.iloc[:, -1].isna().any():
+        short, positions = _short_rows(path, t.sep, encoding, len(df.columns))
+        if short:
+            n = len(short)
+            problems.append(Problem(
+                name, None, "CSV row shape", n,
+                [f"line {ln}: expected {len(df.columns)} fields, saw {k}" for ln, k in short[:schema.N_EXAMPLES]],
+                file, f"{n} row{'s' if n != 1 else ''} have fewer fields than the header's {len(df.columns)} "
+                      f"(first at line {short[0][0]}): a field is missing or a separator was deleted; these "
+                      "rows are left out (the values after the gap would land in the wrong columns)"))
+            df = df.drop(index=df.index[positions]).reset_index(drop=True)
     if skipped:
         n = len(skipped)
         problems.append(Problem(
@@ -290,6 +305,37 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
             file, f"{n} row{'s' if n != 1 else ''} have the wrong number of fields "
                   f"(first at line {skipped[0][0]}); a stray separator or quote?"))
     return df, problems
+
+
+def _short_rows(path: Path, sep: str, encoding: str, n_fields: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Records with fewer than ``n_fields`` fields: ``([(line, fields), ...], [row positions])``.
+
+    By hand with the csv module (same quoting rules as pandas' C reader), because
+    neither pandas nor pyarrow reports short rows with their physical line numbers
+    (pyarrow's invalid-row handler miscounts lines after a quoted newline). Positions
+    are the rows' places in pandas' frame: blank lines and over-long rows, which pandas
+    skips, are not counted.
+    """
+    import csv
+
+    short: list[tuple[int, int]] = []
+    positions: list[int] = []
+    pos = 0
+    with open(path, newline="", encoding=encoding, errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=sep if len(sep) == 1 else ",", strict=False)
+        start = 1
+        for i, row in enumerate(reader):
+            line = start
+            start = reader.line_num + 1
+            if i == 0 or not row:
+                continue
+            k = len(row)
+            if k < n_fields:
+                short.append((line, k))
+                positions.append(pos)
+            if k <= n_fields:
+                pos += 1
+    return short, positions
 
 
 def _csv_syntax_problem(name: str, message: str, file: str) -> Problem:

@@ -190,6 +190,15 @@ class Problem:
     file: str | None = None
     message: str = ""
 
+    def __post_init__(self):
+        # PII never leaves the data in clear: examples of PII columns are masked, and any
+        # e-mail or phone number in an example or the message (a shifted row puts them
+        # under other columns) too. Problems reach the terminal, reports and logs.
+        from omni_lib.privacy import mask_example, mask_text
+
+        self.examples = [mask_example(self.table, self.column, v) for v in (self.examples or [])]
+        self.message = mask_text(self.message)
+
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
         text = f"{where}: {self.message or f'{self.n_bad} rows fail {self.check!r}'}"
