@@ -203,7 +203,9 @@ def mask_value(value, kind: str | None = None) -> str:
     ``kind``: ``email``, ``phone`` or None (guessed from the value). Enough is kept to
     recognise a typo or a shifted column, never enough to contact the person.
     """
-    text = str(value)
+    text = str(value).strip()
+    if not text:
+        return text
     if kind == "email" or (kind is None and "@" in text):
         local, _, domain = text.rpartition("@")
         if local:
