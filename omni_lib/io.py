@@ -283,12 +283,25 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
     skipped = [m.groups() for w in caught if issubclass(w.category, pd.errors.ParserWarning)
                for m in re.finditer(r"line (\d+): (.+)", str(w.message))]
     problems = []
+    if len(df.columns) == 1:
+        header = str(df.columns[0])
+        other = [c for c in (";", "\t", "|", ",") if c != t.sep and c in header]
+        if other:
+            shown = {"\t": "\\t"}.get(other[0], other[0])
+            return None, [Problem(name, None, "CSV separator", 0, [header[:80]], file,
+                                  f"has one column only ('{header[:60]}'): the file looks separated by "
+                                  f"'{shown}', not '{t.sep}'; set data.tables.{name}.sep: \"{shown}\" in omni.yaml")]
     # Rows with too FEW fields are padded with empty values by pandas, silently, and the
     # values after the missing field land in the wrong columns (an e-mail under
-    # created_at). Only a row with an empty last column can be one, so the exact scan
-    # below runs only then.
-    if len(df.columns) and df.iloc[:, -1].isna().any():
-        short, positions = _short_rows(path, t.sep, encoding, len(df.columns))
+    # created_at); a stray quote swallows the rows up to the next quote into one field.
+    # Only a row with an empty last column, or a value holding a line break, can be one
+    # of these, so the exact scan below runs only then.
+    suspicious = len(df.columns) and df.iloc[:, -1].isna().any()
+    if len(df.columns) and not suspicious:
+        text_cols = [c for c in df.columns if df[c].dtype == object or isinstance(df[c].dtype, pd.StringDtype)]
+        suspicious = any(df[c].str.contains("\n", regex=False).fillna(False).any() for c in text_cols)
+    if suspicious:
+        short, swallowed, positions = _scan_rows(path, t.sep, encoding, len(df.columns))
         if short:
             n = len(short)
             problems.append(Problem(
@@ -297,6 +310,15 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
                 file, f"{n} row{'s' if n != 1 else ''} have fewer fields than the header's {len(df.columns)} "
                       f"(first at line {short[0][0]}): a field is missing or a separator was deleted; these "
                       "rows are left out (the values after the gap would land in the wrong columns)"))
+        if swallowed:
+            n = len(swallowed)
+            a, b = swallowed[0]
+            problems.append(Problem(
+                name, None, "CSV quotes", n, [f"lines {x}-{y}" for x, y in swallowed[:schema.N_EXAMPLES]], file,
+                f"has a stray quote (\") at line {a}: the lines up to {b} were read as one value "
+                f"({n} such place{'s' if n != 1 else ''}); remove the stray quote or quote the field fully "
+                "(these rows are left out)"))
+        if positions:
             df = df.drop(index=df.index[positions]).reset_index(drop=True)
     if skipped:
         n = len(skipped)
@@ -307,35 +329,45 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
     return df, problems
 
 
-def _short_rows(path: Path, sep: str, encoding: str, n_fields: int) -> tuple[list[tuple[int, int]], list[int]]:
-    """Records with fewer than ``n_fields`` fields: ``([(line, fields), ...], [row positions])``.
+def _scan_rows(path: Path, sep: str, encoding: str, n_fields: int
+               ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int]]:
+    """Records with fewer than ``n_fields`` fields, and records whose quoted value runs
+    over several lines *and* holds separators (a stray quote that swallowed rows).
 
-    By hand with the csv module (same quoting rules as pandas' C reader), because
-    neither pandas nor pyarrow reports short rows with their physical line numbers
-    (pyarrow's invalid-row handler miscounts lines after a quoted newline). Positions
-    are the rows' places in pandas' frame: blank lines and over-long rows, which pandas
-    skips, are not counted.
+    Returns ``([(line, fields)], [(first line, last line)], [row positions in pandas'
+    frame])``. By hand with the csv module (same quoting rules as pandas' C reader),
+    because neither pandas nor pyarrow reports short rows with their physical line
+    numbers (pyarrow's invalid-row handler miscounts lines after a quoted newline).
+    Blank lines and over-long rows, which pandas skips, are not counted in positions.
     """
     import csv
 
     short: list[tuple[int, int]] = []
+    swallowed: list[tuple[int, int]] = []
     positions: list[int] = []
     pos = 0
+    delim = sep if len(sep) == 1 else ","
     with open(path, newline="", encoding=encoding, errors="replace") as fh:
-        reader = csv.reader(fh, delimiter=sep if len(sep) == 1 else ",", strict=False)
+        reader = csv.reader(fh, delimiter=delim, strict=False)
         start = 1
         for i, row in enumerate(reader):
-            line = start
-            start = reader.line_num + 1
+            line, end = start, reader.line_num
+            start = end + 1
             if i == 0 or not row:
                 continue
             k = len(row)
+            bad = False
             if k < n_fields:
                 short.append((line, k))
+                bad = True
+            elif end > line and any("\n" in f and delim in f for f in row):
+                swallowed.append((line, end))
+                bad = True
+            if bad and k <= n_fields:
                 positions.append(pos)
             if k <= n_fields:
                 pos += 1
-    return short, positions
+    return short, swallowed, positions
 
 
 def _csv_syntax_problem(name: str, message: str, file: str) -> Problem:
@@ -353,10 +385,29 @@ def _csv_syntax_problem(name: str, message: str, file: str) -> Problem:
 
 def _read_parquet(name: str, path: Path, file: str) -> tuple[pd.DataFrame | None, list[Problem]]:
     try:
-        return pd.read_parquet(path, engine="pyarrow"), []
+        df = pd.read_parquet(path, engine="pyarrow")
+        return _keep_integers(df, path), []
     except Exception as e:  # pyarrow raises several types for damaged / non-parquet files
         return None, [Problem(name, None, "readable", 0, [], file,
                               f"is not a readable Parquet file: {_first_line(e)}")]
+
+
+def _keep_integers(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Integer Parquet columns with nulls come out of pandas as float64; read them again as
+    nullable integers, so an integer id keeps every digit and is never taken for a float id."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    cols = [f.name for f in schema if pa.types.is_integer(f.type) and f.name in df.columns
+            and not isinstance(df[f.name], pd.DataFrame) and pd.api.types.is_float_dtype(df[f.name].dtype)]
+    if not cols:
+        return df
+    tab = pq.read_table(path, columns=cols)
+    for c in cols:
+        df[c] = pd.Series(tab.column(c).to_pandas(types_mapper=lambda t: pd.ArrowDtype(t)).to_numpy(),
+                          index=df.index).astype("Int64")
+    return df
 
 
 def _read_duckdb(con, name: str, t: TableConfig, cfg: Config, file: str

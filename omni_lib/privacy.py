@@ -921,6 +921,11 @@ def export_customer(customer_id: str, config=None, out=None, *, resolve: bool = 
 
     cfg = load_config(config)
     key = pseudonym_key(cfg)
+    reports = (cfg.path.parent if cfg.path else Path.cwd()) / "reports"
+    path = Path(out) if out else Path.cwd() / f"export_{str(customer_id).strip()}.json"
+    if _inside(path, reports) or _in_a_reports_folder(path):
+        raise PrivacyError(f"--out {path}: the export holds personal data in clear and must not be written "
+                           f"into a reports folder ({reports}); choose a secure place outside it")
     ds = load(cfg, validate=False)
     subj = _subject_or_erased(ds, cfg, key, customer_id, resolve)
     masks = _masks(ds, subj)
@@ -939,10 +944,49 @@ def export_customer(customer_id: str, config=None, out=None, *, resolve: bool = 
         "rows": {k: len(v) for k, v in tables.items()},
         "tables": tables,
         "erasure_logged_before": erased_before,
+        "derived": _derived_rows(reports / "latest", subj["customer_id"]),
     }
-    path = Path(out) if out else Path.cwd() / f"export_{subj['customer_id']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+#: per-customer tables the reports publish (file in the run folder -> what it is)
+DERIVED_TABLES = {"customer_segments.csv": "segment (04_segmentation)",
+                  "churn_scores.csv": "churn score (05_churn)"}
+
+
+def _derived_rows(run_dir: Path, customer_id: str) -> dict:
+    """The person's rows in the per-customer tables of the latest complete run (their
+    segment, churn score): what the analyses concluded about them is their data too."""
+    out = {}
+    for name, what in DERIVED_TABLES.items():
+        f = Path(run_dir) / name
+        if not f.is_file():
+            out[name] = {"what": what, "rows": [], "note": "not in the latest run"}
+            continue
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        if "customer_id" not in df:
+            continue
+        rows = df.loc[df["customer_id"].str.strip().eq(str(customer_id))].to_dict("records")
+        out[name] = {"what": what, "run": Path(run_dir).resolve().name, "rows": rows}
+    return out
+
+
+def _in_a_reports_folder(path: Path) -> bool:
+    """True when a folder above ``path`` is a run folder or a reports folder (``--out``
+    of ``omni run`` may be anywhere): it holds ``run.json`` or the runner's lock file."""
+    for folder in Path(path).resolve().parents:
+        if (folder / "run.json").is_file() or (folder / ".omni-run.lock").exists():
+            return True
+    return False

@@ -152,6 +152,7 @@ def plan_parameters(
             f"unknown parameter(s) {sorted(unknown)}: no chosen notebook declares them "
             f"(declared: {sorted(set().union(*[set(d) for d in declared.values()]))})"
         )
+    _check_override_types(declared, overrides or {})
     plan = {}
     for nb, names in declared.items():
         params: dict[str, Any] = {}
@@ -169,6 +170,35 @@ def plan_parameters(
             params["output_dir"] = str(output_dir)
         plan[nb] = params
     return plan
+
+
+def _check_override_types(declared: Mapping[Path, Mapping[str, Any]], overrides: Mapping[str, Any]) -> None:
+    """A ``-p`` value must have the kind of the notebook's default (a number for a number,
+    true/false for a flag), so ``-p churn_days=abc`` fails here naming the parameter,
+    not deep inside the notebook."""
+    import ast
+
+    kinds = {bool: "true or false", int: "a number", float: "a number", list: "a list, e.g. [a, b]"}
+    for key, value in overrides.items():
+        for nb, names in declared.items():
+            if key not in names:
+                continue
+            try:
+                default = ast.literal_eval(str(names[key]))
+            except (ValueError, SyntaxError):
+                continue
+            want = type(default)
+            if want is bool:
+                ok = isinstance(value, bool)
+            elif want in (int, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif want is list:
+                ok = isinstance(value, list)
+            else:
+                continue
+            if not ok:
+                raise RunError(f"parameter {key}: expected {kinds[want]} (the default in {nb.stem} is "
+                               f"{names[key]}), got {value!r}")
 
 
 def check_config_params(defaults: Mapping[str, Any] | None, notebooks: list[Path], source: str) -> None:

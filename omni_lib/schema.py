@@ -389,6 +389,8 @@ def _to_timestamp(s: pd.Series, tz: str) -> tuple[pd.Series, dict[str, pd.Series
         unreadable &= ~m
     if unreadable.any():
         bad["timestamp"] = unreadable
+        if offsets is not None:  # an unreadable value has no offset: not a second export
+            offsets = offsets.where(~unreadable)
     return out.dt.as_unit(TS_UNIT), bad, offsets
 
 
@@ -425,6 +427,16 @@ def conform_table(name: str, df: pd.DataFrame, config: "Config", file: str | Non
         if isinstance(s, pd.DataFrame):  # duplicate column names: leave to the column check
             continue
         k = col.kind
+        if k == "id" and pd.api.types.is_float_dtype(s.dtype) and s.notna().any():
+            # The contract: ids are text or whole-number columns. A float column may already
+            # have lost digits (above 2**53) or been rounded; "12.0" must not quietly become "12".
+            present = s.notna()
+            n = _count(present)
+            problems.append(Problem(
+                name, col.name, "id type", n, [repr(float(v)) for v in s[present].drop_duplicates().head(N_EXAMPLES)],
+                file, f"holds ids as floating-point numbers (type {s.dtype}, {_rows(n)}): store the column "
+                      "as text or as a whole-number type in your export (a float id may have lost digits)"))
+            failed[col.name] = present
         if k in ("id", "text", "channel", "category"):
             df[col.name] = _to_text(s)
         elif k == "float":
@@ -683,7 +695,8 @@ def _unique_key(name, df, file) -> list[Problem]:
     key = [k for k in spec.key if k in df.columns]  # an optional part may be absent
     if len(key) == 1 and df[key[0]].is_unique:  # fast path for the clean case
         return []
-    dup = df.duplicated(subset=key, keep=False)
+    # empty keys are reported by the not-null check; "duplicated key nan" would be noise
+    dup = df.duplicated(subset=key, keep=False) & df[key].notna().all(axis=1)
     n = _count(dup)
     if not n:
         return []
