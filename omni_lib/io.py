@@ -283,6 +283,11 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
     skipped = [m.groups() for w in caught if issubclass(w.category, pd.errors.ParserWarning)
                for m in re.finditer(r"line (\d+): (.+)", str(w.message))]
     problems = []
+    dupes = _duplicate_header(path, t.sep, encoding)
+    if dupes:  # pandas renames the second 'x' to 'x.1', silently
+        return None, [Problem(name, dupes[0], "unique column names", len(df), dupes, file,
+                              f"the header names a column more than once: {dupes}; rename or remove "
+                              "the repeated column")]
     if len(df.columns) == 1:
         header = str(df.columns[0])
         other = [c for c in (";", "\t", "|", ",") if c != t.sep and c in header]
@@ -360,7 +365,7 @@ def _scan_rows(path: Path, sep: str, encoding: str, n_fields: int
             if k < n_fields:
                 short.append((line, k))
                 bad = True
-            elif end > line and any("\n" in f and delim in f for f in row):
+            elif end > line and n_fields >= 3 and any(_holds_rows(f, delim, n_fields) for f in row):
                 swallowed.append((line, end))
                 bad = True
             if bad and k <= n_fields:
@@ -368,6 +373,27 @@ def _scan_rows(path: Path, sep: str, encoding: str, n_fields: int
             if k <= n_fields:
                 pos += 1
     return short, swallowed, positions
+
+
+def _duplicate_header(path: Path, sep: str, encoding: str) -> list[str]:
+    """Names the header line repeats (read apart: pandas has already renamed them)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding=encoding, errors="replace") as fh:
+            header = next(csv.reader(fh, delimiter=sep if len(sep) == 1 else ","), [])
+    except (OSError, csv.Error):
+        return []
+    names = [h.strip() for h in header]
+    return sorted({h for h in names if h and names.count(h) > 1})
+
+
+def _holds_rows(value: str, delim: str, n_fields: int) -> bool:
+    """A quoted value that holds whole rows: a line inside it has a row's worth of
+    separators (a legitimate multi-line comment has a comma or two, not a row)."""
+    if "\n" not in value:
+        return False
+    return any(ln.count(delim) >= n_fields - 1 for ln in value.split("\n")[1:])
 
 
 def _csv_syntax_problem(name: str, message: str, file: str) -> Problem:

@@ -486,7 +486,9 @@ def reports_lock(reports_dir: Path, purpose: str = "run", wait: bool = True, ann
     An advisory lock (``flock``) on ``<reports>/.omni-run.lock``: the system releases it
     when the holder exits however it exits, so a killed run never leaves it stuck. A
     second run waits and says which run holds the folder (``wait=False``: raises
-    :class:`ReportsLocked` naming it). A folder that does not exist needs no lock.
+    :class:`ReportsLocked` naming it). The holder removes the file when it is done (a
+    waiter that wakes on a removed file tries again), so a finished run leaves nothing.
+    A folder that does not exist needs no lock.
     """
     import fcntl
 
@@ -495,17 +497,29 @@ def reports_lock(reports_dir: Path, purpose: str = "run", wait: bool = True, ann
         yield None
         return
     path = reports_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    told = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _lock_holder(path)
             if not wait:
+                os.close(fd)
                 raise ReportsLocked(f"{reports_dir} is in use by {holder}; try again when it has finished") from None
-            (announce or (lambda m: print(m, file=sys.stderr)))(
-                f"waiting: {reports_dir} is in use by {holder} ...")
+            if not told:
+                (announce or (lambda m: print(m, file=sys.stderr)))(
+                    f"waiting: {reports_dir} is in use by {holder} ...")
+                told = True
             fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file while we waited: lock the new one
+    try:
         info = {"purpose": purpose, "pid": os.getpid(),
                 "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
@@ -513,6 +527,7 @@ def reports_lock(reports_dir: Path, purpose: str = "run", wait: bool = True, ann
         yield path
     finally:
         try:
+            path.unlink(missing_ok=True)
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
