@@ -267,7 +267,8 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
-            df = pd.read_csv(path, sep=t.sep, encoding=encoding, dtype=dtype, on_bad_lines="warn")
+            df = pd.read_csv(path, sep=t.sep, encoding=encoding, dtype=dtype, on_bad_lines="warn",
+                             keep_default_na=False, na_values=_na_values(path, t, name, encoding))
         except pd.errors.EmptyDataError:
             return None, [Problem(name, None, "non-empty", 0, [], file,
                                   "table is empty (the file has no header and no rows)")]
@@ -306,7 +307,7 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
         text_cols = [c for c in df.columns if df[c].dtype == object or isinstance(df[c].dtype, pd.StringDtype)]
         suspicious = any(df[c].str.contains("\n", regex=False).fillna(False).any() for c in text_cols)
     if suspicious:
-        short, swallowed, positions = _scan_rows(path, t.sep, encoding, len(df.columns))
+        short, swallowed, positions = _scan_rows(path, t.sep, encoding, len(df.columns), len(df))
         if short:
             n = len(short)
             problems.append(Problem(
@@ -334,7 +335,7 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
     return df, problems
 
 
-def _scan_rows(path: Path, sep: str, encoding: str, n_fields: int
+def _scan_rows(path: Path, sep: str, encoding: str, n_fields: int, expected_rows: int
                ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int]]:
     """Records with fewer than ``n_fields`` fields, and records whose quoted value runs
     over several lines *and* holds separators (a stray quote that swallowed rows).
@@ -372,7 +373,29 @@ def _scan_rows(path: Path, sep: str, encoding: str, n_fields: int
                 positions.append(pos)
             if k <= n_fields:
                 pos += 1
+    if pos != expected_rows:  # pandas split the file otherwise (a lone \r, ...): do not guess rows
+        positions = []
     return short, swallowed, positions
+
+
+#: pandas' default missing-value spellings (pandas.read_csv ``na_values``)
+_DEFAULT_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+               "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+
+
+def _na_values(path: Path, t: TableConfig, name: str, encoding: str) -> dict[str, list[str]]:
+    """Missing-value spellings per column: only the empty field for ids and text (a
+    record id "NA" or a customer named "Nan" must not become empty), pandas' usual
+    list ("NULL", "n/a", ...) for every other column."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding=encoding, errors="replace") as fh:
+            header = next(csv.reader(fh, delimiter=t.sep if len(t.sep) == 1 else ","), [])
+    except (OSError, csv.Error):
+        header = []
+    literal = {t.columns.get(c.name, c.name) for c in CONTRACT[name].columns if c.kind in ("id", "text")}
+    return {h: ([""] if h.strip() in literal else _DEFAULT_NA) for h in header}
 
 
 def _duplicate_header(path: Path, sep: str, encoding: str) -> list[str]:

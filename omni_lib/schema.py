@@ -314,8 +314,11 @@ def _to_text(s: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(s.dtype):
         # Integer ids that picked up a NaN are floats (parquet/CSV); print them as ints.
         finite = s.dropna()
-        if len(finite) and bool((finite % 1 == 0).all()):
-            s = s.astype("Int64")
+        if len(finite) and bool((finite % 1 == 0).all()) and bool((finite.abs() < 2**63).all()):
+            try:
+                s = s.astype("Int64")
+            except (TypeError, ValueError, OverflowError):  # beyond int64: keep the float text
+                pass
     out = s if isinstance(s.dtype, pd.StringDtype) else s.astype("str")
     out = out.str.strip()
     return out.mask(out == "")
@@ -334,7 +337,7 @@ def _to_float(s: pd.Series) -> tuple[pd.Series, pd.Series | None]:
 def _to_int(s: pd.Series) -> tuple[pd.Series, pd.Series | None, pd.Series | None]:
     """Whole numbers -> nullable Int64; returns (values, not-a-number mask, not-whole mask)."""
     num, bad = _to_float(s)
-    frac = num.notna() & (num % 1 != 0)
+    frac = num.notna() & ((num % 1 != 0) | (num.abs() >= 2**63))  # inf and beyond int64 too
     num = num.mask(frac)
     return num.astype("Int64"), bad, (frac if frac.any() else None)
 
