@@ -121,10 +121,11 @@ def _cmd_erase(args) -> int:
     print(f"  report files with their ids {'to redact' if s['dry_run'] else 'redacted'}: "
           f"{s['report_files_redacted']:,}")
     if s.get("lookalike_records"):
-        ids = ", ".join(s["lookalike_records"][:10])
-        print(f"  NOT erased: {len(s['lookalike_records'])} identity record(s) share an e-mail or phone with "
-              f"this person's records but nothing links them to the person: {ids}. If they are theirs, "
-              "erase them too: omni erase --record ID (or --email / --phone)")
+        look = s["lookalike_records"]
+        ids = ", ".join(f"{r} ({what})" for r, what in list(look.items())[:10])
+        print(f"  NOT erased: {len(look)} identity record(s) share something with this person's records "
+              f"but nothing links them to the person: {ids}. If they are theirs, erase them too: "
+              "omni erase --record ID (or --email / --phone)")
     if not s["dry_run"]:
         print(f"Logged (id pseudonymised) in {s['log']}")
     return 0

@@ -709,28 +709,35 @@ def _matching_records(ids: pd.DataFrame | None, by: str, value: str) -> set:
     return set(ids.loc[have.eq(want).fillna(False).to_numpy(dtype=bool), "record_id"])
 
 
-def _lookalikes(ds, subj: dict) -> list[str]:
-    """Identity records that share an e-mail or phone with the person's records but were
-    not linked to them (nor tied to another customer by orders): probably theirs too."""
+def _lookalikes(ds, subj: dict) -> dict[str, str]:
+    """Identity records that share an e-mail, a phone or the name with the person's records
+    but that nothing linked to them (nor ties to another customer by orders): perhaps
+    theirs too. Record id -> what they share. Listed for the operator, never erased on
+    this evidence alone (a name is not unique)."""
     ids = ds.tables.get("identities")
     if ids is None or not subj["record_ids"]:
-        return []
-    from omni_lib.identity import normalize_email, normalize_phone
+        return {}
+    from omni_lib.identity import normalize_email, normalize_name, normalize_phone
 
     mine = ids["record_id"].isin(subj["record_ids"]).to_numpy(dtype=bool)
-    hit = pd.Series(False, index=ids.index)
-    for col, norm in (("email", normalize_email), ("phone", normalize_phone)):
-        if col in ids:
-            v = norm(ids[col])[0]
-            theirs = set(v[mine].dropna())
-            hit |= v.isin(theirs).fillna(False).astype(bool)
     orders = ds.tables.get("orders")
     tied = set()
     if orders is not None and "record_id" in orders:
         other = ~orders["customer_id"].eq(subj["customer_id"] or "").fillna(False).to_numpy(dtype=bool)
         tied = set(orders.loc[other, "record_id"].dropna())
-    cand = set(ids.loc[hit.to_numpy() & ~mine, "record_id"]) - tied
-    return sorted(cand)
+    found: dict[str, str] = {}
+    for col, norm, what in (("email", lambda x: normalize_email(x)[0], "the e-mail"),
+                            ("phone", lambda x: normalize_phone(x)[0], "the phone"),
+                            ("full_name", normalize_name, "the name only")):
+        if col not in ids:
+            continue
+        v = norm(ids[col])
+        theirs = set(v[mine].dropna())
+        hit = v.isin(theirs).fillna(False).to_numpy(dtype=bool) & ~mine
+        for rid in ids.loc[hit, "record_id"]:
+            if rid not in tied:
+                found.setdefault(rid, what)
+    return dict(sorted(found.items()))
 
 
 def find_subject(ds, cfg, key, by: str, value: str, resolve: bool = True) -> dict:

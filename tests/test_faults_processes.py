@@ -233,3 +233,35 @@ def test_serious_5_6_signals_stop_the_run(slow_project, sig, code):
             break
         time.sleep(0.1)
     assert not _alive(kernel), "the kernel outlived the run"
+
+
+# --------------------------------------------------------------------------- records nothing links
+def test_unlinked_records_are_listed_then_erased_by_record(numeric_shop, tmp_path):
+    """The resolver rightly does not link two records on a name alone (issue 15: 10 of
+    2,000 planted people kept such a record); erase says so and erases it by record id."""
+    from omni_lib.io import check
+
+    shop = tmp_path / "shop"
+    shutil.copytree(numeric_shop, shop, ignore=shutil.ignore_patterns("reports", "privacy"))
+    ids = pd.read_csv(shop / "data" / "identities.csv", dtype=str, keep_default_na=False)
+    orders = pd.read_csv(shop / "data" / "orders.csv", dtype=str, keep_default_na=False)
+    rec = orders.loc[orders["record_id"] != ""].iloc[0]
+    name = ids.loc[ids["record_id"] == rec["record_id"], "full_name"].iloc[0]
+    extra = ids.iloc[[0]].assign(record_id="R99990001", full_name=name.upper(), email="zz.other@example.org",
+                                 phone="", loyalty_id="")
+    pd.concat([ids, extra]).to_csv(shop / "data" / "identities.csv", index=False)
+
+    res = _omni(shop, "erase", "--customer", rec["customer_id"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "NOT erased" in res.stdout and "R99990001 (the name only)" in res.stdout
+    assert "R99990001" in (shop / "data" / "identities.csv").read_text()
+    n_after_first = len(pd.read_csv(shop / "data" / "identities.csv", dtype=str))
+
+    res = _omni(shop, "erase", "--record", "R99990001")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "no customer is linked to it" in res.stdout
+    left = pd.read_csv(shop / "data" / "identities.csv", dtype=str)
+    assert "R99990001" not in set(left["record_id"]) and len(left) == n_after_first - 1
+    assert check(shop / "omni.yaml") == []
+    log = [json.loads(x) for x in (shop / "privacy" / "erasure_log.jsonl").read_text().splitlines()]
+    assert [e["by"] for e in log] == ["customer", "record"] and "R99990001" not in json.dumps(log)
