@@ -731,10 +731,11 @@ def _isin(s: pd.Series, ref: pd.Series) -> np.ndarray:
     return np.asarray(s.isin(ref.dropna()), dtype=bool)
 
 
-def _foreign_keys(tables, usable, files) -> list[Problem]:
+def _foreign_keys(tables, usable, files, children=None) -> list[Problem]:
     out = []
+    children = usable if children is None else children
     for name, df in tables.items():
-        if df is None or name not in usable:
+        if df is None or name not in children:
             continue
         for col in CONTRACT[name].columns:
             if not col.references or col.name not in df.columns:
@@ -808,7 +809,7 @@ def _whole_days(name, df, file) -> list[Problem]:
 def check_conformed(tables: Mapping[str, pd.DataFrame | None], config: "Config",
                     files: Mapping[str, str | None] | None = None,
                     failed: Mapping[tuple[str, str], pd.Series] | None = None,
-                    unusable: Iterable[str] = ()) -> list[Problem]:
+                    unusable: Iterable[str] = (), partial: Iterable[str] = ()) -> list[Problem]:
     """All contract checks on already-conformed tables (``conform`` output).
 
     ``unusable``: tables with a file-level problem; foreign keys into them are skipped.
@@ -838,7 +839,9 @@ def check_conformed(tables: Mapping[str, pd.DataFrame | None], config: "Config",
         problems += _after_data_end(name, df, config, file)
         problems += _ordered(name, df, file)
         problems += _whole_days(name, df, file)
-    problems += _foreign_keys(tables, usable, files)
+    # a table whose broken rows were left out (CSV row shape / quotes) is no parent to check
+    # against: every child of a left-out row would be a false "does not exist"
+    problems += _foreign_keys(tables, usable - set(partial), files, children=usable)
     return sort_problems(problems)
 
 

@@ -335,10 +335,11 @@ CASES = [
     # ---- CSV shape (serious 2 and its relatives) --------------------------------------
     Case("csv-short-rows-identities", _short_identity_rows, V, 1,
          ["identities", "fewer fields", "expected 8 fields, saw 7", "data/identities.csv"],
-         ["created_at", "UTC offset", "vocabulary"], secret=_identity_emails),
+         ["created_at", "UTC offset", "vocabulary", "do not exist"], secret=_identity_emails),
     Case("csv-short-rows-orders", _drop_field("orders", 4, rows=(9,)), V, 1, ["orders", "fewer fields", "line 10"]),
     Case("csv-extra-field", _extra_field, V, 1, ["orders", "wrong number of fields", "line 5"]),
-    Case("csv-stray-quotes", _stray_quotes, V, 1, ["customers", "stray quote", "line 11", "21"]),
+    Case("csv-stray-quotes", _stray_quotes, V, 1, ["customers", "stray quote", "line 11", "21"],
+         ["do not exist", "required"]),
     Case("csv-unclosed-quote", _unclosed_quote, V, 1, ["customers", "unclosed quote", "line"]),
     Case("csv-semicolons-without-sep", _semicolons, V, 1, ["orders", 'sep: ";"', "data.tables.orders.sep"],
          ["required column is missing"]),
