@@ -811,7 +811,7 @@ def _personal_tokens(ds, subj: dict, key: bytes) -> set:
     return {str(t) for t in tokens if t is not None and str(t).strip()}
 
 
-def _erase_tables(cfg, ds, subj: dict, dry_run: bool) -> dict:
+def _erase_tables(cfg, ds, subj: dict, dry_run: bool, **context) -> dict:
     """Target 1: the configured tables, rewritten in their own format."""
     masks = _masks(ds, subj)
     removed = {name: int(m.sum()) for name, m in masks.items()}
@@ -831,7 +831,7 @@ def _erase_tables(cfg, ds, subj: dict, dry_run: bool) -> dict:
     return {"rows_removed": removed}
 
 
-def _erase_reports(cfg, ds, subj: dict, dry_run: bool, *, reports_dir: Path, tokens: set) -> dict:
+def _erase_reports(cfg, ds, subj: dict, dry_run: bool, *, reports_dir: Path, tokens: set, **context) -> dict:
     """Target 2: derived outputs under reports/, edited by structure (:func:`redact_outputs`)."""
     from omni_lib.runner import reports_lock
 
@@ -841,8 +841,10 @@ def _erase_reports(cfg, ds, subj: dict, dry_run: bool, *, reports_dir: Path, tok
 
 
 #: the places a person's data is erased from, in order: name -> function(cfg, ds, subj,
-#: dry_run, **context) -> summary fields. A new store (e.g. the prepared DuckDB file) is
-#: one more entry.
+#: dry_run, **context) -> summary fields (``context``: ``reports_dir``, ``tokens`` = every
+#: value of theirs, see :func:`_personal_tokens`). A new store (e.g. the prepared DuckDB
+#: file under data/store/) is one more entry: delete ``subj``'s rows (customer_id,
+#: order_ids, record_ids) there and return its counts.
 ERASE_TARGETS = {"tables": _erase_tables, "reports": _erase_reports}
 
 
@@ -886,8 +888,7 @@ def erase(by: str, value: str, config=None, *, reports_dir=None, dry_run: bool =
     }
     extra = {}
     for name, target in ERASE_TARGETS.items():
-        out = target(cfg, ds, subj, dry_run, **({k: context[k] for k in ("reports_dir", "tokens")}
-                                                if name == "reports" else {}))
+        out = target(cfg, ds, subj, dry_run, **context)
         extra.update({k: v for k, v in out.items() if k == "report_files"})
         summary.update({k: v for k, v in out.items() if k != "report_files"})
     summary.update({
