@@ -222,6 +222,24 @@ def check_config_params(defaults: Mapping[str, Any] | None, notebooks: list[Path
 
 
 # --------------------------------------------------------------------------- execution
+def _mask_tracebacks(nb) -> bool:
+    """E-mail addresses and phone numbers in error outputs masked (an exception message
+    may quote a raw value); True when something changed."""
+    from .privacy import mask_text
+
+    changed = False
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            if o.get("output_type") != "error":
+                continue
+            new_tb = [mask_text(t) for t in o.get("traceback", [])]
+            new_ev = mask_text(o.get("evalue", ""))
+            if new_tb != o.get("traceback", []) or new_ev != o.get("evalue", ""):
+                o["traceback"], o["evalue"] = new_tb, new_ev
+                changed = True
+    return changed
+
+
 _ADDED_TAGS = ("injected-parameters", "papermill-error-cell-tag")
 
 
@@ -374,6 +392,8 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
                             duration_s=round(duration, 2),
                             parameters=to_jsonable(params if record is None else record))
     nb = nbformat.read(executed, as_version=4) if executed.exists() else None
+    if nb is not None and error is not None and _mask_tracebacks(nb):
+        nbformat.write(nb, executed)
     if nb is not None:
         nb.metadata["title"] = stem.replace("_", " ")
         figures = extract_key_figures(nb) or {}
@@ -389,7 +409,7 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
         cell, source = _failing_cell(nb, index) if nb is not None else (None, "")
         from .privacy import mask_text
 
-        error.update(cell=cell, source=source, evalue=mask_text(error.get("evalue", "")))
+        error.update(cell=cell, source=mask_text(source), evalue=mask_text(error.get("evalue", "")))
         if error["ename"] == "DeadKernelError":
             error["evalue"] = (error["evalue"] + " (the kernel died while running this cell: out of memory? "
                                "try a smaller sample or fewer parallel runs)").strip()
