@@ -265,3 +265,31 @@ def test_unlinked_records_are_listed_then_erased_by_record(numeric_shop, tmp_pat
     assert check(shop / "omni.yaml") == []
     log = [json.loads(x) for x in (shop / "privacy" / "erasure_log.jsonl").read_text().splitlines()]
     assert [e["by"] for e in log] == ["customer", "record"] and "R99990001" not in json.dumps(log)
+
+
+# --------------------------------------------------------------------------- weak: failure lines
+def test_failure_line_names_the_failing_cell_and_masks_personal_values(tmp_path, monkeypatch):
+    """Papermill's index did not count its own error banner: the message named the cell
+    before the failing one (a markdown heading). Personal values in the error are masked."""
+    from omni_lib import runner
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OMNI_CONFIG", raising=False)
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("x = 1")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), p, nbformat.v4.new_code_cell("y = 2"),
+                nbformat.v4.new_markdown_cell("### Variance reduction (CUPED)"),
+                nbformat.v4.new_code_cell("raise ValueError('cannot parse budi.santoso77@gmail.com')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "notebooks" / "00_t.ipynb")
+    res = runner.run(progress=False)
+    line = res.failed[0].failure_line()
+    assert "at cell 5 `raise ValueError(" in line and "CUPED" not in line
+    assert "budi.santoso77@gmail.com" not in line and "b***7@gmail.com" in line
+    run_json = (res.run_dir / "run.json").read_text()
+    assert "budi.santoso77@gmail.com" not in run_json and "b***7@gmail.com" in run_json
+    executed = json.loads((res.run_dir / "00_t.ipynb").read_text())
+    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert errors and "budi.santoso77@gmail.com" not in json.dumps(errors)
