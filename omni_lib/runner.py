@@ -544,13 +544,29 @@ def reports_lock(reports_dir: Path, purpose: str = "run", wait: bool = True, ann
                 "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
+        _HELD[str(path)] = (fd, info)
         yield path
     finally:
+        _HELD.pop(str(path), None)
         try:
             path.unlink(missing_ok=True)
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+#: lock files this process holds: path -> (fd, holder info)
+_HELD: dict[str, tuple[int, dict]] = {}
+
+
+def _note_run_id(reports_dir: Path, run_id: str) -> None:
+    """Add the run id to the lock we hold, so a waiting run can name it."""
+    held = _HELD.get(str(Path(reports_dir) / LOCK_NAME))
+    if held:
+        fd, info = held
+        info["run_id"] = run_id
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
 
 
 def remove_stale_tmp(reports_dir: Path) -> list[str]:
@@ -683,6 +699,7 @@ def run(
     # SIGINT / SIGTERM end the run (and its kernels) with nothing published
     with isolated_run(reports_dir):
         run_id = run_id or _new_run_id(reports_dir)
+        _note_run_id(reports_dir, run_id)
         final = reports_dir / run_id
         if final.exists():
             raise RunError(f"run folder {final} already exists; earlier runs are never overwritten")
