@@ -180,13 +180,19 @@ def _published(reports: Path) -> list[str]:
 
 
 def test_serious_4_concurrent_runs_do_not_disturb_each_other(slow_project):
-    procs = [subprocess.Popen([sys.executable, "-m", "omni_lib.cli", "run", "-q", "--out", out],
-                              cwd=slow_project, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for out in ("a", "b", "a")]
+    def start(out: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "omni_lib.cli", "run", "-q", "-p", "nap=1", "--out", out],
+                                cwd=slow_project, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    procs = [start("a")]
+    deadline = time.time() + 120                               # the first run holds folder a ...
+    while not list((slow_project / "a").glob(".tmp-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    procs += [start("b"), start("a")]                          # ... while these two start
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-1500:] for o in outs]
     assert len(_published(slow_project / "a")) == 2 and len(_published(slow_project / "b")) == 1
-    assert any(re.search(r"waiting: .* is in use by run \d{8}-\d{6}", o[1]) for o in outs)  # one waited, told by whom
+    assert re.search(r"waiting: .* is in use by run \d{8}-\d{6}", outs[2][1])  # the second in a waited, told by whom
     assert sorted(p.name for p in (slow_project / "notebooks").iterdir()) == ["00_slow.ipynb"]
     for folder in ("a", "b"):
         assert not [p for p in (slow_project / folder).iterdir() if p.name.startswith(".")]
