@@ -18,7 +18,17 @@ def _dedent(s: str) -> str:
 def _cmd_sample(args) -> int:
     from .sample import generate
 
+    if args.customers < 1:
+        print(f"omni sample: --customers must be a whole number of at least 1, got {args.customers}",
+              file=sys.stderr)
+        return 2
+    if args.seed < 0:
+        print(f"omni sample: --seed must be 0 or more, got {args.seed}", file=sys.stderr)
+        return 2
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"omni sample: --out {out} is a file, not a folder", file=sys.stderr)
+        return 2
     print(f"Generating the Toko Nusantara sample: {args.customers:,} customers, seed {args.seed} -> {out}/",
           file=sys.stderr)
     summary = generate(out_dir=out, n_customers=args.customers, seed=args.seed, progress=not args.quiet)
@@ -79,7 +89,7 @@ def _cmd_prepare(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from .runner import RunError, parse_overrides, run
+    from .runner import RunError, RunInterrupted, parse_overrides, run
 
     try:
         result = run(
@@ -92,6 +102,10 @@ def _cmd_run(args) -> int:
     except RunError as exc:
         print(f"omni run: {exc}", file=sys.stderr)
         return 2
+    except RunInterrupted as exc:
+        print(f"\nomni run: {exc}: kernels ended, nothing published, reports/latest unchanged.",
+              file=sys.stderr)
+        return exc.exit_code
     print(f"\nRun {result.run_id}: {result.run_dir}")
     for r in result.results:
         mark = {"ok": "ok     ", "skipped": "skipped"}.get(r.status, "FAILED ")
@@ -114,12 +128,15 @@ def _cmd_run(args) -> int:
 def _cmd_erase(args) -> int:
     from .config import ConfigError
     from .io import ContractError
-    from .privacy import PrivacyError, erase_customer
+    from .privacy import PrivacyError, erase, mask_value
+    from .runner import RunError
 
+    by = next(k for k in ("customer", "record", "email", "phone") if getattr(args, k) is not None)
+    value = getattr(args, by)
     try:
-        s = erase_customer(args.customer, args.config, reports_dir=args.reports, dry_run=args.dry_run,
-                           resolve=not args.no_resolve)
-    except (PrivacyError, ConfigError, ContractError) as exc:
+        s = erase(by, value, args.config, reports_dir=args.reports, dry_run=args.dry_run,
+                  resolve=not args.no_resolve)
+    except (PrivacyError, ConfigError, ContractError, RunError) as exc:
         print(f"omni erase: {exc}", file=sys.stderr)
         return 2
     if not s["dry_run"]:  # the prepared store held the person too: it is rebuilt without them on next use
@@ -130,15 +147,25 @@ def _cmd_erase(args) -> int:
             store_path.unlink()
             print(f"  prepared store {store_path} deleted (rebuilt without them by the next omni run)")
     verb = "would remove" if s["dry_run"] else "removed"
-    print(f"{'DRY RUN: nothing changed. ' if s['dry_run'] else ''}Customer {args.customer}: {verb}")
+    who = {"customer": f"Customer {value}", "record": f"Identity record {value}",
+           "email": f"E-mail {mask_value(value, 'email')}", "phone": f"Phone {mask_value(value, 'phone')}"}[by]
+    if by != "customer" and not s["customer_found"]:
+        who += " (no customer is linked to it: only identity records)"
+    print(f"{'DRY RUN: nothing changed. ' if s['dry_run'] else ''}{who}: {verb}")
     for table, n in s["rows_removed"].items():
         print(f"  {table:<12} {n:>8,} rows")
     print(f"  identity records: {s['identity_records']:,} "
           f"({s['identity_records_via_resolution']:,} found by identity resolution)")
     print(f"  report files with their ids {'to redact' if s['dry_run'] else 'redacted'}: "
           f"{s['report_files_redacted']:,}")
+    if s.get("lookalike_records"):
+        look = s["lookalike_records"]
+        ids = ", ".join(f"{r} ({what})" for r, what in list(look.items())[:10])
+        print(f"  NOT erased: {len(look)} identity record(s) share something with this person's records "
+              f"but nothing links them to the person: {ids}. If they are theirs, erase them too: "
+              "omni erase --record ID (or --email / --phone)")
     if not s["dry_run"]:
-        print(f"Logged (customer id pseudonymised) in {s['log']}")
+        print(f"Logged (id pseudonymised) in {s['log']}")
     return 0
 
 
@@ -268,8 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
               identity records: those their orders name plus those identity resolution
               linked to them (never a record that orders tie to someone else). The data
               files are rewritten in place in their own format (CSV, Parquet, DuckDB).
-            * Reports: their customer, order and record ids in reports/ are replaced by
-              [erased]; aggregate figures stay (they are no one's personal data).
+            * Reports: edited by structure (JSON by value, CSV and HTML tables by row,
+              executed notebooks by cell output, HTML reports made again from them):
+              their rows go, their ids, e-mails, phones, names and pseudonyms become
+              [erased]; a bare number of theirs ("12") is only matched in id fields, so
+              no one else's figure changes; every file still parses. Aggregate figures
+              stay (they are no one's personal data).
+            * By --record, --email or --phone: the customer those records lead to, or
+              the records alone when nothing links them to a customer. Records that
+              share an e-mail or phone but are not linked are listed, not erased.
             * Log: one line in privacy/erasure_log.jsonl beside the config: time, counts
               and the customer id as a keyed hash (OMNI_PSEUDONYM_KEY), not in clear.
 
@@ -281,9 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
             examples:
               omni erase --customer C0000123 --dry-run   # what would go, nothing changed
               omni erase --customer C0000123
+              omni erase --email budi@gmail.com          # also records no order or link ties to a customer
         """),
     )
-    e.add_argument("--customer", required=True, metavar="ID", help="the customer id (customers.customer_id)")
+    who = e.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer", metavar="ID", help="the customer id (customers.customer_id)")
+    who.add_argument("--record", metavar="ID", help="an identity record id (identities.record_id)")
+    who.add_argument("--email", metavar="ADDRESS", help="an e-mail address (any case or spacing)")
+    who.add_argument("--phone", metavar="NUMBER", help="a phone number (+62 / 0 spellings alike)")
     e.add_argument("--config", default=None, help="config file (default: $OMNI_CONFIG, else ./omni.yaml, else the project's omni.yaml)")
     e.add_argument("--reports", default=None, metavar="DIR",
                    help="reports folder to redact (default: reports/ beside the config)")

@@ -226,11 +226,26 @@ def _find(path) -> tuple[Path, str]:
     )
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, except that a date that is not a date (``2026-02-30``) stays
+    text, so the key it belongs to can say so (PyYAML would raise a bare ValueError)."""
+
+
+def _timestamp_or_text(loader, node):
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Read and check ``omni.yaml`` (default: ``$OMNI_CONFIG`` or ``./omni.yaml``)."""
     p = find_config(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -442,11 +457,19 @@ def _parse_data_end(value, tz: str) -> pd.Timestamp | None:
     date_only = isinstance(value, _dt.date) and not isinstance(value, _dt.datetime)
     if isinstance(value, str):
         date_only = len(value.strip()) == 10
+    hint = "write ISO 8601, year first, e.g. 2026-06-30 or '2026-06-30 23:59:59'"
     try:
-        ts = pd.Timestamp(value)
+        if isinstance(value, str):
+            # ISO only: pandas would read "01.07.2026" month first, as 7 January
+            ts = pd.to_datetime(value.strip(), format="ISO8601")
+        else:
+            ts = pd.Timestamp(value)
     except (ValueError, TypeError):
-        raise ConfigError(f"data_end: cannot read {value!r} as a timestamp "
-                          "(write e.g. '2026-06-30 23:59:59')") from None
+        import re
+
+        shaped = isinstance(value, str) and re.match(r"\s*\d{4}-\d{1,2}-\d{1,2}", value)
+        why = "no such date or time" if shaped else "not ISO 8601 (a day-first or month-first date is ambiguous)"
+        raise ConfigError(f"data_end: cannot read {value!r} as a date: {why}; {hint}") from None
     if ts is pd.NaT:
         raise ConfigError(f"data_end: cannot read {value!r} as a timestamp")
     if date_only:  # a bare date means "up to the end of that day"

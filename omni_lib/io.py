@@ -205,7 +205,8 @@ def _load(cfg: Config, names: list[str], validate: bool
     frames, cast_problems, failed = schema.conform(raw, cfg, files)
     if validate:
         problems += cast_problems
-        problems += schema.check_conformed(frames, cfg, files, failed)
+        partial = {p.table for p in problems if p.check in ("CSV row shape", "CSV quotes")}
+        problems += schema.check_conformed(frames, cfg, files, failed, partial=partial)
     return frames, schema.sort_problems(problems), notes
 
 
@@ -267,7 +268,8 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", pd.errors.ParserWarning)
         try:
-            df = pd.read_csv(path, sep=t.sep, encoding=encoding, dtype=dtype, on_bad_lines="warn")
+            df = pd.read_csv(path, sep=t.sep, encoding=encoding, dtype=dtype, on_bad_lines="warn",
+                             keep_default_na=False, na_values=_na_values(path, t, name, encoding))
         except pd.errors.EmptyDataError:
             return None, [Problem(name, None, "non-empty", 0, [], file,
                                   "table is empty (the file has no header and no rows)")]
@@ -283,6 +285,48 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
     skipped = [m.groups() for w in caught if issubclass(w.category, pd.errors.ParserWarning)
                for m in re.finditer(r"line (\d+): (.+)", str(w.message))]
     problems = []
+    dupes = _duplicate_header(path, t.sep, encoding)
+    if dupes:  # pandas renames the second 'x' to 'x.1', silently
+        return None, [Problem(name, dupes[0], "unique column names", len(df), dupes, file,
+                              f"the header names a column more than once: {dupes}; rename or remove "
+                              "the repeated column")]
+    if len(df.columns) == 1:
+        header = str(df.columns[0])
+        other = [c for c in (";", "\t", "|", ",") if c != t.sep and c in header]
+        if other:
+            shown = {"\t": "\\t"}.get(other[0], other[0])
+            return None, [Problem(name, None, "CSV separator", 0, [header[:80]], file,
+                                  f"has one column only ('{header[:60]}'): the file looks separated by "
+                                  f"'{shown}', not '{t.sep}'; set data.tables.{name}.sep: \"{shown}\" in omni.yaml")]
+    # Rows with too FEW fields are padded with empty values by pandas, silently, and the
+    # values after the missing field land in the wrong columns (an e-mail under
+    # created_at); a stray quote swallows the rows up to the next quote into one field.
+    # Only a row with an empty last column, or a value holding a line break, can be one
+    # of these, so the exact scan below runs only then.
+    suspicious = len(df.columns) and df.iloc[:, -1].isna().any()
+    if len(df.columns) and not suspicious:
+        text_cols = [c for c in df.columns if df[c].dtype == object or isinstance(df[c].dtype, pd.StringDtype)]
+        suspicious = any(df[c].str.contains("\n", regex=False).fillna(False).any() for c in text_cols)
+    if suspicious:
+        short, swallowed, positions = _scan_rows(path, t.sep, encoding, len(df.columns), len(df))
+        if short:
+            n = len(short)
+            problems.append(Problem(
+                name, None, "CSV row shape", n,
+                [f"line {ln}: expected {len(df.columns)} fields, saw {k}" for ln, k in short[:schema.N_EXAMPLES]],
+                file, f"{n} row{'s' if n != 1 else ''} have fewer fields than the header's {len(df.columns)} "
+                      f"(first at line {short[0][0]}): a field is missing or a separator was deleted; these "
+                      "rows are left out (the values after the gap would land in the wrong columns)"))
+        if swallowed:
+            n = len(swallowed)
+            a, b = swallowed[0]
+            problems.append(Problem(
+                name, None, "CSV quotes", n, [f"lines {x}-{y}" for x, y in swallowed[:schema.N_EXAMPLES]], file,
+                f"has a stray quote (\") at line {a}: the lines up to {b} were read as one value "
+                f"({n} such place{'s' if n != 1 else ''}); remove the stray quote or quote the field fully "
+                "(these rows are left out)"))
+        if positions:
+            df = df.drop(index=df.index[positions]).reset_index(drop=True)
     if skipped:
         n = len(skipped)
         problems.append(Problem(
@@ -290,6 +334,90 @@ def _read_csv(name: str, path: Path, t: TableConfig, file: str) -> tuple[pd.Data
             file, f"{n} row{'s' if n != 1 else ''} have the wrong number of fields "
                   f"(first at line {skipped[0][0]}); a stray separator or quote?"))
     return df, problems
+
+
+def _scan_rows(path: Path, sep: str, encoding: str, n_fields: int, expected_rows: int
+               ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int]]:
+    """Records with fewer than ``n_fields`` fields, and records whose quoted value runs
+    over several lines *and* holds separators (a stray quote that swallowed rows).
+
+    Returns ``([(line, fields)], [(first line, last line)], [row positions in pandas'
+    frame])``. By hand with the csv module (same quoting rules as pandas' C reader),
+    because neither pandas nor pyarrow reports short rows with their physical line
+    numbers (pyarrow's invalid-row handler miscounts lines after a quoted newline).
+    Blank lines and over-long rows, which pandas skips, are not counted in positions.
+    """
+    import csv
+
+    short: list[tuple[int, int]] = []
+    swallowed: list[tuple[int, int]] = []
+    positions: list[int] = []
+    pos = 0
+    delim = sep if len(sep) == 1 else ","
+    with open(path, newline="", encoding=encoding, errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=delim, strict=False)
+        start = 1
+        for i, row in enumerate(reader):
+            line, end = start, reader.line_num
+            start = end + 1
+            if i == 0 or not row:
+                continue
+            k = len(row)
+            bad = False
+            if k < n_fields:
+                short.append((line, k))
+                bad = True
+            elif end > line and n_fields >= 3 and any(_holds_rows(f, delim, n_fields) for f in row):
+                swallowed.append((line, end))
+                bad = True
+            if bad and k <= n_fields:
+                positions.append(pos)
+            if k <= n_fields:
+                pos += 1
+    if pos != expected_rows:  # pandas split the file otherwise (a lone \r, ...): do not guess rows
+        positions = []
+    return short, swallowed, positions
+
+
+#: pandas' default missing-value spellings (pandas.read_csv ``na_values``)
+_DEFAULT_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+               "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+
+
+def _na_values(path: Path, t: TableConfig, name: str, encoding: str) -> dict[str, list[str]]:
+    """Missing-value spellings per column: only the empty field for ids and text (a
+    record id "NA" or a customer named "Nan" must not become empty), pandas' usual
+    list ("NULL", "n/a", ...) for every other column."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding=encoding, errors="replace") as fh:
+            header = next(csv.reader(fh, delimiter=t.sep if len(t.sep) == 1 else ","), [])
+    except (OSError, csv.Error):
+        header = []
+    literal = {t.columns.get(c.name, c.name) for c in CONTRACT[name].columns if c.kind in ("id", "text")}
+    return {h: ([""] if h.strip() in literal else _DEFAULT_NA) for h in header}
+
+
+def _duplicate_header(path: Path, sep: str, encoding: str) -> list[str]:
+    """Names the header line repeats (read apart: pandas has already renamed them)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding=encoding, errors="replace") as fh:
+            header = next(csv.reader(fh, delimiter=sep if len(sep) == 1 else ","), [])
+    except (OSError, csv.Error):
+        return []
+    names = [h.strip() for h in header]
+    return sorted({h for h in names if h and names.count(h) > 1})
+
+
+def _holds_rows(value: str, delim: str, n_fields: int) -> bool:
+    """A quoted value that holds whole rows: a line inside it has a row's worth of
+    separators (a legitimate multi-line comment has a comma or two, not a row)."""
+    if "\n" not in value:
+        return False
+    return any(ln.count(delim) >= n_fields - 1 for ln in value.split("\n")[1:])
 
 
 def _csv_syntax_problem(name: str, message: str, file: str) -> Problem:
@@ -307,10 +435,29 @@ def _csv_syntax_problem(name: str, message: str, file: str) -> Problem:
 
 def _read_parquet(name: str, path: Path, file: str) -> tuple[pd.DataFrame | None, list[Problem]]:
     try:
-        return pd.read_parquet(path, engine="pyarrow"), []
+        df = pd.read_parquet(path, engine="pyarrow")
+        return _keep_integers(df, path), []
     except Exception as e:  # pyarrow raises several types for damaged / non-parquet files
         return None, [Problem(name, None, "readable", 0, [], file,
                               f"is not a readable Parquet file: {_first_line(e)}")]
+
+
+def _keep_integers(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Integer Parquet columns with nulls come out of pandas as float64; read them again as
+    nullable integers, so an integer id keeps every digit and is never taken for a float id."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    cols = [f.name for f in schema if pa.types.is_integer(f.type) and f.name in df.columns
+            and not isinstance(df[f.name], pd.DataFrame) and pd.api.types.is_float_dtype(df[f.name].dtype)]
+    if not cols:
+        return df
+    tab = pq.read_table(path, columns=cols)
+    for c in cols:
+        df[c] = pd.Series(tab.column(c).to_pandas(types_mapper=lambda t: pd.ArrowDtype(t)).to_numpy(),
+                          index=df.index).astype("Int64")
+    return df
 
 
 def _read_duckdb(con, name: str, t: TableConfig, cfg: Config, file: str

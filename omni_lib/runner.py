@@ -58,10 +58,10 @@ class NotebookResult:
 
     def failure_line(self) -> str:
         e = self.error or {}
-        where = f"cell {e.get('cell')}" if e.get("cell") else "before the first cell"
+        where = f"at cell {e.get('cell')}" if e.get("cell") else "before running any cell"
         src = f" `{e['source']}`" if e.get("source") else ""
         return (
-            f"{self.notebook}.ipynb failed at {where}{src}: "
+            f"{self.notebook}.ipynb failed {where}{src}: "
             f"{e.get('ename', 'Error')}: {e.get('evalue', '')}".rstrip()
         )
 
@@ -177,6 +177,7 @@ def plan_parameters(
             f"unknown parameter(s) {sorted(unknown)}: no chosen notebook declares them "
             f"(declared: {sorted(set().union(*[set(d) for d in declared.values()]))})"
         )
+    _check_override_types(declared, overrides or {})
     plan = {}
     for nb, names in declared.items():
         params: dict[str, Any] = {}
@@ -194,6 +195,35 @@ def plan_parameters(
             params["output_dir"] = str(output_dir)
         plan[nb] = params
     return plan
+
+
+def _check_override_types(declared: Mapping[Path, Mapping[str, Any]], overrides: Mapping[str, Any]) -> None:
+    """A ``-p`` value must have the kind of the notebook's default (a number for a number,
+    true/false for a flag), so ``-p churn_days=abc`` fails here naming the parameter,
+    not deep inside the notebook."""
+    import ast
+
+    kinds = {bool: "true or false", int: "a number", float: "a number", list: "a list, e.g. [a, b]"}
+    for key, value in overrides.items():
+        for nb, names in declared.items():
+            if key not in names:
+                continue
+            try:
+                default = ast.literal_eval(str(names[key]))
+            except (ValueError, SyntaxError):
+                continue
+            want = type(default)
+            if want is bool:
+                ok = isinstance(value, bool)
+            elif want in (int, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif want is list:
+                ok = isinstance(value, list)
+            else:
+                continue
+            if not ok:
+                raise RunError(f"parameter {key}: expected {kinds[want]} (the default in {nb.stem} is "
+                               f"{names[key]}), got {value!r}")
 
 
 def check_config_params(defaults: Mapping[str, Any] | None, notebooks: list[Path], source: str) -> None:
@@ -217,15 +247,51 @@ def check_config_params(defaults: Mapping[str, Any] | None, notebooks: list[Path
 
 
 # --------------------------------------------------------------------------- execution
+def _mask_tracebacks(nb) -> bool:
+    """E-mail addresses and phone numbers in error outputs masked (an exception message
+    may quote a raw value); True when something changed."""
+    from .privacy import mask_text
+
+    changed = False
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            if o.get("output_type") != "error":
+                continue
+            new_tb = [mask_text(t) for t in o.get("traceback", [])]
+            new_ev = mask_text(o.get("evalue", ""))
+            if new_tb != o.get("traceback", []) or new_ev != o.get("evalue", ""):
+                o["traceback"], o["evalue"] = new_tb, new_ev
+                changed = True
+    return changed
+
+
+_ADDED_TAGS = ("injected-parameters", "papermill-error-cell-tag")
+
+
+def _failed_cell_index(nb, fallback: int | None) -> int | None:
+    """Index (in the executed notebook) of the cell that failed: the code cell with an
+    error output, else (the kernel died) the first code cell papermill did not complete.
+    Papermill's own index does not count the error banner it adds at the top, so it
+    pointed one cell early (often at a markdown heading)."""
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", [])):
+            return i
+    for i, c in enumerate(nb.cells):
+        status = c.get("metadata", {}).get("papermill", {}).get("status")
+        if c.cell_type == "code" and status in ("running", "pending") and not _is_added(c):
+            return i
+    return fallback
+
+
+def _is_added(cell) -> bool:
+    return any(t in cell.get("metadata", {}).get("tags", []) for t in _ADDED_TAGS)
+
+
 def _failing_cell(nb, cell_index: int | None) -> tuple[int | None, str]:
     """1-based position of a cell in the *original* notebook and its first line."""
     if cell_index is None or cell_index >= len(nb.cells):
         return None, ""
-    injected = sum(
-        1
-        for c in nb.cells[:cell_index]
-        if "injected-parameters" in c.get("metadata", {}).get("tags", [])
-    )
+    injected = sum(1 for c in nb.cells[:cell_index] if _is_added(c))
     src = next((ln.strip() for ln in nb.cells[cell_index].source.splitlines() if ln.strip()), "")
     return cell_index - injected + 1, src[:120]
 
@@ -402,16 +468,77 @@ def move_stderr_to_log(nb, log_path: Path, stem: str) -> int:
     return len(moved)
 
 
-def _kernel_manager_class():
+#: kernel managers started by this process and not yet shut down (ended on interrupt)
+_LIVE_KERNELS: list = []
+#: the current run's folder for kernels' connection files and IPC sockets
+_RUNTIME_DIR: list[Path] = []
+
+
+def _kernel_manager_class(runtime_dir: Path | None = None):
     """Kernel manager on local IPC sockets: the kernel is only reached from this machine,
-    and ipykernel's "running over TCP without encryption" warning stays out of the output."""
+    and ipykernel's "running over TCP without encryption" warning stays out of the output.
+
+    Connection file and sockets live in ``runtime_dir`` (the run's own temporary folder),
+    named per kernel: without it the sockets are ``kernel-ipc-N`` in the notebook's folder,
+    where two runs at once connect to each other's kernels ("Invalid Signature", "Kernel
+    didn't respond"). Started kernels are tracked so an interrupted run can end them.
+    """
+    import uuid
+
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum
+
+    folder = runtime_dir or (_RUNTIME_DIR[-1] if _RUNTIME_DIR else None)
 
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if folder is not None:
+                base = Path(folder) / f"kernel-{uuid.uuid4().hex[:12]}"
+                self.connection_file = str(base) + ".json"
+                self.ip = str(base) + "-ipc"
+
+        async def start_kernel(self, *args, **kwargs):
+            _LIVE_KERNELS.append(self)
+            return await AsyncKernelManager.start_kernel(self, *args, **kwargs)
+
+        async def shutdown_kernel(self, *args, **kwargs):
+            try:
+                return await AsyncKernelManager.shutdown_kernel(self, *args, **kwargs)
+            finally:
+                if self in _LIVE_KERNELS:
+                    _LIVE_KERNELS.remove(self)
+
     return IPCKernelManager
+
+
+def _end_kernels() -> int:
+    """Kill every kernel this process started and did not shut down (its whole process
+    group: kernels run in a session of their own); returns how many."""
+    import signal as _signal
+
+    n = 0
+    for km in list(_LIVE_KERNELS):
+        proc = getattr(getattr(km, "provisioner", None), "process", None)
+        pid = getattr(proc, "pid", None)
+        if pid:
+            try:
+                os.killpg(pid, _signal.SIGKILL)
+                n += 1
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(pid, _signal.SIGKILL)
+                    n += 1
+                except OSError:
+                    pass
+            try:
+                proc.wait(timeout=5) if hasattr(proc, "wait") else None
+            except Exception:
+                pass
+        _LIVE_KERNELS.remove(km)
+    return n
 
 
 def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = False,
@@ -450,6 +577,8 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
                             duration_s=round(duration, 2),
                             parameters=to_jsonable(params if record is None else record))
     nb = nbformat.read(executed, as_version=4) if executed.exists() else None
+    if nb is not None and error is not None and _mask_tracebacks(nb):
+        nbformat.write(nb, executed)
     if nb is not None:
         nb.metadata["title"] = stem.replace("_", " ")
         figures = extract_key_figures(nb) or {}
@@ -467,8 +596,16 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
         result.html = f"{stem}.html"
         result.executed = executed.name
     if error is not None:
-        cell, source = _failing_cell(nb, error.pop("cell_index")) if nb is not None else (None, "")
-        error.update(cell=cell, source=source)
+        index = error.pop("cell_index")
+        if nb is not None:
+            index = _failed_cell_index(nb, index)
+        cell, source = _failing_cell(nb, index) if nb is not None else (None, "")
+        from .privacy import mask_text
+
+        error.update(cell=cell, source=mask_text(source), evalue=mask_text(error.get("evalue", "")))
+        if error["ename"] == "DeadKernelError":
+            error["evalue"] = (error["evalue"] + " (the kernel died while running this cell: out of memory? "
+                               "try a smaller sample or fewer parallel runs)").strip()
         result.error = error
     (out_dir / f"{stem}.json").write_text(
         json.dumps(asdict(result), indent=2, ensure_ascii=False), encoding="utf-8")
@@ -605,6 +742,181 @@ the key figures as JSON, the executed notebook) are linked beside it.</p>
 """
 
 
+
+# --------------------------------------------------------------------------- isolation
+class RunInterrupted(BaseException):
+    """The run was stopped by SIGINT or SIGTERM: kernels ended, nothing published.
+    A BaseException (like KeyboardInterrupt), so no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int):
+        import signal as _signal
+
+        self.signum = signum
+        self.signame = _signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.signame}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+LOCK_NAME = ".omni-run.lock"
+
+
+class ReportsLocked(RunError):
+    """Another run (or erasure) holds the reports folder."""
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return "another process"
+    return (f"{info.get('purpose', 'run')} {info.get('run_id') or ''} (pid {info.get('pid')}, "
+            f"started {info.get('started')})").replace("  ", " ")
+
+
+from contextlib import contextmanager  # noqa: E402
+
+
+@contextmanager
+def reports_lock(reports_dir: Path, purpose: str = "run", wait: bool = True, announce=None):
+    """Hold the reports folder for one run (or erasure) at a time.
+
+    An advisory lock (``flock``) on ``<reports>/.omni-run.lock``: the system releases it
+    when the holder exits however it exits, so a killed run never leaves it stuck. A
+    second run waits and says which run holds the folder (``wait=False``: raises
+    :class:`ReportsLocked` naming it). The holder removes the file when it is done (a
+    waiter that wakes on a removed file tries again), so a finished run leaves nothing.
+    A folder that does not exist needs no lock.
+    """
+    import fcntl
+
+    reports_dir = Path(reports_dir)
+    if not reports_dir.is_dir():
+        yield None
+        return
+    path = reports_dir / LOCK_NAME
+    told = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(path)
+            if not wait:
+                os.close(fd)
+                raise ReportsLocked(f"{reports_dir} is in use by {holder}; try again when it has finished") from None
+            if not told:
+                (announce or (lambda m: print(m, file=sys.stderr)))(
+                    f"waiting: {reports_dir} is in use by {holder} ...")
+                told = True
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file while we waited: lock the new one
+    try:
+        info = {"purpose": purpose, "pid": os.getpid(),
+                "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        _HELD[str(path)] = (fd, info)
+        yield path
+    finally:
+        _HELD.pop(str(path), None)
+        try:
+            path.unlink(missing_ok=True)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+#: lock files this process holds: path -> (fd, holder info)
+_HELD: dict[str, tuple[int, dict]] = {}
+
+
+def _note_run_id(reports_dir: Path, run_id: str) -> None:
+    """Add the run id to the lock we hold, so a waiting run can name it."""
+    held = _HELD.get(str(Path(reports_dir) / LOCK_NAME))
+    if held:
+        fd, info = held
+        info["run_id"] = run_id
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+
+
+def remove_stale_tmp(reports_dir: Path) -> list[str]:
+    """Remove ``.tmp-*`` run folders and ``.latest-*`` links a killed run left behind.
+    Called with the reports lock held, so no live run owns them."""
+    removed = []
+    for p in sorted(Path(reports_dir).glob(".tmp-*")) + sorted(Path(reports_dir).glob(".latest-*")):
+        if p.is_symlink() or p.is_file():
+            p.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+        removed.append(p.name)
+    return removed
+
+
+@contextmanager
+def _stop_on_signals():
+    """SIGINT and SIGTERM raise :class:`RunInterrupted` in the main thread (a no-op in others)."""
+    import signal as _signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    fired: list[int] = []
+
+    def handler(signum, frame):
+        if fired:  # a second Ctrl-C must not interrupt the clean-up of the first
+            return
+        fired.append(signum)
+        raise RunInterrupted(signum)
+
+    old = {s: _signal.signal(s, handler) for s in (_signal.SIGINT, _signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            _signal.signal(s, h)
+
+
+@contextmanager
+def isolated_run(reports_dir: Path):
+    """Everything that keeps runs apart, around ``run()``'s work: the reports lock, stale
+    ``.tmp-*`` removed, a temporary folder for kernels' connection files and sockets,
+    and SIGINT / SIGTERM handling (kernels ended, the temporary folder removed,
+    :class:`RunInterrupted` raised; the run's ``.tmp-<id>`` goes with ``run()``'s own
+    clean-up and ``latest`` is not touched)."""
+    import tempfile
+
+    reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    with _stop_on_signals():
+        with reports_lock(reports_dir, purpose="run"):
+            stale = remove_stale_tmp(reports_dir)
+            if stale:
+                print(f"removed {len(stale)} unfinished run folder(s) left by an interrupted run: "
+                      f"{', '.join(stale)}", file=sys.stderr)
+            runtime = Path(tempfile.mkdtemp(prefix="omni-kernels-"))
+            _RUNTIME_DIR.append(runtime)
+            try:
+                yield runtime
+            except BaseException:
+                _end_kernels()
+                raise
+            finally:
+                _RUNTIME_DIR.remove(runtime)
+                shutil.rmtree(runtime, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- the run
 def _new_run_id(reports_dir: Path) -> str:
     base = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -664,60 +976,65 @@ def run(
     everything = discover_notebooks(notebooks_dir)
     check_config_params(defaults, everything, config_path.name)
     reports_dir = reports_dir.resolve()
-    run_id = run_id or _new_run_id(reports_dir)
-    final = reports_dir / run_id
-    if final.exists():
-        raise RunError(f"run folder {final} already exists; earlier runs are never overwritten")
-    tmp = reports_dir / f".tmp-{run_id}"
-    plan = plan_parameters(chosen, defaults, overrides, config_path, tmp)
-    needs_store = any(requirements(nb)["requires"] for nb in chosen)
-    prep, prep_error = _prepare_store(cfg, progress) if needs_store else ({}, None)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    tmp.mkdir()
-    started = _dt.datetime.now().astimezone()
-    results: list[NotebookResult] = []
-    try:
-        tty = sys.stderr.isatty()  # a log file gets plain lines, not a redrawn progress bar
-        bar = tqdm(chosen, desc="notebooks", unit="nb", disable=not (progress and tty), file=sys.stderr)
-        for i, nb in enumerate(bar, start=1):
-            bar.set_postfix_str(nb.stem)
-            record = {**plan[nb], "output_dir": str(final)} if "output_dir" in plan[nb] else None
-            res = _not_runnable(nb, plan[nb], cfg, prep, prep_error)
-            if res is None:
-                res = execute_one(nb, tmp, plan[nb], cell_progress=progress and tty, record=record)
-            else:
-                (tmp / f"{nb.stem}.json").write_text(json.dumps(asdict(res), indent=2, ensure_ascii=False),
-                                                     encoding="utf-8")
-            results.append(res)
-            if progress and not tty:
-                print(f"[{i}/{len(chosen)}] {nb.stem}: {res.status} ({res.duration_s:.1f} s)", file=sys.stderr, flush=True)
-            if res.status == "failed":
-                tqdm.write(f"FAILED {res.failure_line()}", file=sys.stderr)
-            elif res.status == "skipped":
-                tqdm.write(f"skipped {nb.stem}: {res.reason}", file=sys.stderr)
-        meta = {
-            "run_id": run_id,
-            "started": started.isoformat(timespec="seconds"),
-            "finished": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "config": str(config_path),
-            "overrides": json.dumps(to_jsonable(dict(overrides or {}))),
-            "python": sys.version.split()[0],
-        }
-        (tmp / "index.html").write_text(_index_html(run_id, results, meta, history=_run_history(reports_dir)),
-                                        encoding="utf-8")
-        (tmp / "run.json").write_text(json.dumps(
-            {**meta, "ok": all(r.status in ("ok", "skipped") for r in results),
-             "notebooks": [asdict(r) for r in results]}, indent=2, ensure_ascii=False),
-            encoding="utf-8")
-        os.rename(tmp, final)  # the run appears whole, in one step
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    result = RunResult(run_id=run_id, run_dir=final, results=results,
-                       prepare={k: prep.get(k) for k in ("rebuilt", "seconds", "timings", "rows")} if prep else {})
-    # reports/latest is the newest complete picture: every notebook of the folder, all passed
-    # (a run of one notebook would otherwise replace it with a one-report run)
-    result.moved_latest = result.ok and {p.resolve() for p in chosen} >= {p.resolve() for p in everything}
-    if result.moved_latest:
-        _point_latest(reports_dir, run_id)
-    return result
+    plan_parameters(chosen, defaults, overrides, None)  # a bad -p fails before the folder is touched
+    # one run per reports folder at a time; kernels' files in a temporary folder of the run's own;
+    # SIGINT / SIGTERM end the run (and its kernels) with nothing published
+    with isolated_run(reports_dir):
+        run_id = run_id or _new_run_id(reports_dir)
+        _note_run_id(reports_dir, run_id)
+        final = reports_dir / run_id
+        if final.exists():
+            raise RunError(f"run folder {final} already exists; earlier runs are never overwritten")
+        tmp = reports_dir / f".tmp-{run_id}"
+        plan = plan_parameters(chosen, defaults, overrides, config_path, tmp)
+        needs_store = any(requirements(nb)["requires"] for nb in chosen)
+        prep, prep_error = _prepare_store(cfg, progress) if needs_store else ({}, None)
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        started = _dt.datetime.now().astimezone()
+        results: list[NotebookResult] = []
+        try:
+            tty = sys.stderr.isatty()  # a log file gets plain lines, not a redrawn progress bar
+            bar = tqdm(chosen, desc="notebooks", unit="nb", disable=not (progress and tty), file=sys.stderr)
+            for i, nb in enumerate(bar, start=1):
+                bar.set_postfix_str(nb.stem)
+                record = {**plan[nb], "output_dir": str(final)} if "output_dir" in plan[nb] else None
+                res = _not_runnable(nb, plan[nb], cfg, prep, prep_error)
+                if res is None:
+                    res = execute_one(nb, tmp, plan[nb], cell_progress=progress and tty, record=record)
+                else:
+                    (tmp / f"{nb.stem}.json").write_text(json.dumps(asdict(res), indent=2, ensure_ascii=False),
+                                                         encoding="utf-8")
+                results.append(res)
+                if progress and not tty:
+                    print(f"[{i}/{len(chosen)}] {nb.stem}: {res.status} ({res.duration_s:.1f} s)", file=sys.stderr, flush=True)
+                if res.status == "failed":
+                    tqdm.write(f"FAILED {res.failure_line()}", file=sys.stderr)
+                elif res.status == "skipped":
+                    tqdm.write(f"skipped {nb.stem}: {res.reason}", file=sys.stderr)
+            meta = {
+                "run_id": run_id,
+                "started": started.isoformat(timespec="seconds"),
+                "finished": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "config": str(config_path),
+                "overrides": json.dumps(to_jsonable(dict(overrides or {}))),
+                "python": sys.version.split()[0],
+            }
+            (tmp / "index.html").write_text(_index_html(run_id, results, meta, history=_run_history(reports_dir)),
+                                            encoding="utf-8")
+            (tmp / "run.json").write_text(json.dumps(
+                {**meta, "ok": all(r.status in ("ok", "skipped") for r in results),
+                 "notebooks": [asdict(r) for r in results]}, indent=2, ensure_ascii=False),
+                encoding="utf-8")
+            os.rename(tmp, final)  # the run appears whole, in one step
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        result = RunResult(run_id=run_id, run_dir=final, results=results,
+                           prepare={k: prep.get(k) for k in ("rebuilt", "seconds", "timings", "rows")} if prep else {})
+        # reports/latest is the newest complete picture: every notebook of the folder, all passed
+        # (a run of one notebook would otherwise replace it with a one-report run)
+        result.moved_latest = result.ok and {p.resolve() for p in chosen} >= {p.resolve() for p in everything}
+        if result.moved_latest:
+            _point_latest(reports_dir, run_id)
+        return result

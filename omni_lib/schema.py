@@ -206,6 +206,15 @@ class Problem:
     file: str | None = None
     message: str = ""
 
+    def __post_init__(self):
+        # PII never leaves the data in clear: examples of PII columns are masked, and any
+        # e-mail or phone number in an example or the message (a shifted row puts them
+        # under other columns) too. Problems reach the terminal, reports and logs.
+        from omni_lib.privacy import mask_example, mask_text
+
+        self.examples = [mask_example(self.table, self.column, v) for v in (self.examples or [])]
+        self.message = mask_text(self.message)
+
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
         text = f"{where}: {self.message or f'{self.n_bad} rows fail {self.check!r}'}"
@@ -321,8 +330,11 @@ def _to_text(s: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(s.dtype):
         # Integer ids that picked up a NaN are floats (parquet/CSV); print them as ints.
         finite = s.dropna()
-        if len(finite) and bool((finite % 1 == 0).all()):
-            s = s.astype("Int64")
+        if len(finite) and bool((finite % 1 == 0).all()) and bool((finite.abs() < 2**63).all()):
+            try:
+                s = s.astype("Int64")
+            except (TypeError, ValueError, OverflowError):  # beyond int64: keep the float text
+                pass
     out = s if isinstance(s.dtype, pd.StringDtype) else s.astype("str")
     out = out.str.strip()
     return out.mask(out == "")
@@ -353,7 +365,7 @@ def _to_float(s: pd.Series) -> tuple[pd.Series, pd.Series | None]:
 def _to_int(s: pd.Series) -> tuple[pd.Series, pd.Series | None, pd.Series | None]:
     """Whole numbers -> nullable Int64; returns (values, not-a-number mask, not-whole mask)."""
     num, bad = _to_float(s)
-    frac = num.notna() & (num % 1 != 0)
+    frac = num.notna() & ((num % 1 != 0) | (num.abs() >= 2**63))  # inf and beyond int64 too
     num = num.mask(frac)
     return num.astype("Int64"), bad, (frac if frac.any() else None)
 
@@ -408,6 +420,8 @@ def _to_timestamp(s: pd.Series, tz: str) -> tuple[pd.Series, dict[str, pd.Series
         unreadable &= ~m
     if unreadable.any():
         bad["timestamp"] = unreadable
+        if offsets is not None:  # an unreadable value has no offset: not a second export
+            offsets = offsets.where(~unreadable)
     return out.dt.as_unit(TS_UNIT), bad, offsets
 
 
@@ -444,6 +458,16 @@ def conform_table(name: str, df: pd.DataFrame, config: "Config", file: str | Non
         if isinstance(s, pd.DataFrame):  # duplicate column names: leave to the column check
             continue
         k = col.kind
+        if k == "id" and pd.api.types.is_float_dtype(s.dtype) and s.notna().any():
+            # The contract: ids are text or whole-number columns. A float column may already
+            # have lost digits (above 2**53) or been rounded; "12.0" must not quietly become "12".
+            present = s.notna()
+            n = _count(present)
+            problems.append(Problem(
+                name, col.name, "id type", n, [repr(float(v)) for v in s[present].drop_duplicates().head(N_EXAMPLES)],
+                file, f"holds ids as floating-point numbers (type {s.dtype}, {_rows(n)}): store the column "
+                      "as text or as a whole-number type in your export (a float id may have lost digits)"))
+            failed[col.name] = present
         if k in ("id", "text", "channel", "category"):
             df[col.name] = _to_text(s)
             if k == "channel" and getattr(config, "channels", None):
@@ -727,7 +751,8 @@ def _unique_key(name, df, file) -> list[Problem]:
     key = [k for k in spec.key if k in df.columns]  # an optional part may be absent
     if len(key) == 1 and df[key[0]].is_unique:  # fast path for the clean case
         return []
-    dup = df.duplicated(subset=key, keep=False)
+    # empty keys are reported by the not-null check; "duplicated key nan" would be noise
+    dup = df.duplicated(subset=key, keep=False) & df[key].notna().all(axis=1)
     n = _count(dup)
     if not n:
         return []
@@ -759,10 +784,11 @@ def _isin(s: pd.Series, ref: pd.Series) -> np.ndarray:
     return np.asarray(s.isin(ref.dropna()), dtype=bool)
 
 
-def _foreign_keys(tables, usable, files) -> list[Problem]:
+def _foreign_keys(tables, usable, files, children=None) -> list[Problem]:
     out = []
+    children = usable if children is None else children
     for name, df in tables.items():
-        if df is None or name not in usable:
+        if df is None or name not in children:
             continue
         for col in CONTRACT[name].columns:
             if not col.references or col.name not in df.columns:
@@ -836,7 +862,7 @@ def _whole_days(name, df, file) -> list[Problem]:
 def check_conformed(tables: Mapping[str, pd.DataFrame | None], config: "Config",
                     files: Mapping[str, str | None] | None = None,
                     failed: Mapping[tuple[str, str], pd.Series] | None = None,
-                    unusable: Iterable[str] = ()) -> list[Problem]:
+                    unusable: Iterable[str] = (), partial: Iterable[str] = ()) -> list[Problem]:
     """All contract checks on already-conformed tables (``conform`` output).
 
     ``unusable``: tables with a file-level problem; foreign keys into them are skipped.
@@ -867,7 +893,9 @@ def check_conformed(tables: Mapping[str, pd.DataFrame | None], config: "Config",
         problems += _after_data_end(name, df, config, file)
         problems += _ordered(name, df, file)
         problems += _whole_days(name, df, file)
-    problems += _foreign_keys(tables, usable, files)
+    # a table whose broken rows were left out (CSV row shape / quotes) is no parent to check
+    # against: every child of a left-out row would be a false "does not exist"
+    problems += _foreign_keys(tables, usable - set(partial), files, children=usable)
     return sort_problems(problems)
 
 
