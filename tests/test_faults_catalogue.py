@@ -35,17 +35,21 @@ TABLES = ("identities", "customers", "orders", "touchpoints", "surveys", "ticket
 # --------------------------------------------------------------------------- the project
 @pytest.fixture(scope="session")
 def base_project(tmp_path_factory) -> Path:
-    """A 300-customer sample as CSV files with omni.yaml (mode: sample) and the notebooks."""
-    from omni_lib.sample import generate
+    """A 300-customer shop as CSV files with omni.yaml (mode: sample) and the notebooks, written as a
+    retailer with a CRM would (a customers table, rows keyed by its customer ids: the sample's
+    planted persons, via ``sample.true_keyed``; the bundled sample itself is siloed)."""
+    from omni_lib.sample import generate, true_keyed
 
     base = tmp_path_factory.mktemp("catalogue") / "project"
     raw = base.parent / "raw"
     generate(out_dir=raw, n_customers=300, progress=False)
     (base / "data").mkdir(parents=True)
+    keyed = true_keyed(raw)
     for t in TABLES:
-        pd.read_parquet(raw / f"{t}.parquet").to_csv(base / "data" / f"{t}.csv", index=False)
+        keyed[t].to_csv(base / "data" / f"{t}.csv", index=False)
     shutil.copy(raw / "meta.json", base / "data" / "meta.json")
     cfg = (ROOT / "omni.yaml").read_text(encoding="utf-8")
+    cfg = cfg.replace("    # customers:  {path: customers.parquet}", "    customers:    {path: customers.parquet}")
     cfg = cfg.replace("format: parquet", "format: csv").replace("root: data/sample", "root: data")
     cfg = re.sub(r"\{path: (\w+)\.parquet\}", r"{path: \1.csv}", cfg)
     (base / "omni.yaml").write_text(cfg, encoding="utf-8")
@@ -331,10 +335,11 @@ CASES = [
          ["web", "kind", "onlin"]),
     Case("config-mapping-unknown-contract-column",
          lambda p: p.table_line("orders", "columns: {order_idx: no_pesanan}"), V, 2, ["order_idx"]),
-    Case("config-no-customers-table", lambda p: p.sub_config(r"^    customers:.*\n", ""), V, 2, ["customers"]),
+    # customers is optional since the prepared store (derived from the orders when absent)
+    Case("config-no-customers-table", lambda p: p.sub_config(r"^    customers:.*\n", ""), V, 0, ["OK"]),
     # ---- CSV shape (serious 2 and its relatives) --------------------------------------
     Case("csv-short-rows-identities", _short_identity_rows, V, 1,
-         ["identities", "fewer fields", "expected 8 fields, saw 7", "data/identities.csv"],
+         ["identities", "fewer fields", "expected 10 fields, saw 9", "data/identities.csv"],
          ["created_at", "UTC offset", "vocabulary", "do not exist"], secret=_identity_emails),
     Case("csv-short-rows-orders", _drop_field("orders", 4, rows=(9,)), V, 1, ["orders", "fewer fields", "line 10"]),
     Case("csv-extra-field", _extra_field, V, 1, ["orders", "wrong number of fields", "line 5"]),
@@ -365,7 +370,8 @@ CASES = [
          ["orders.order_id", "2 rows are empty"], ["duplicated", "nan"]),
     Case("duplicate-ids", _dupe_order_id, V, 1, ["orders.order_id", "duplicated", "each order_id must appear once"]),
     Case("unknown-channel", _cell("orders", 2, "channel", "tiktok_shop"), V, 1, ["orders.channel", "tiktok_shop", "channels:"]),
-    Case("channel-wrong-case", _cell("orders", 2, "channel", "Web"), V, 1, ["orders.channel", "case-sensitive"]),
+    # a channel spelt in another case is the vocabulary's channel (exports often write WEB)
+    Case("channel-wrong-case", _cell("orders", 2, "channel", "Web"), V, 0, ["OK"]),
     Case("negative-amount", _cell("orders", 2, "net_amount", "-5"), V, 1, ["orders.net_amount", "net_amount >= 0"]),
     Case("amount-not-a-number", _cell("orders", 2, "net_amount", "12,5 rb"), V, 1, ["orders.net_amount", "not a number"]),
     Case("orphan-customer", _cell("orders", 2, "customer_id", "C9999999"), V, 1,

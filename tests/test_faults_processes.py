@@ -53,15 +53,15 @@ def _omni(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProc
 def numeric_shop(tmp_path_factory) -> Path:
     """300 customers with ids 1..300 (C0000012 -> 12), CSV, and one report notebook whose
     outputs hold customer 12 next to figures that are also 12."""
-    from omni_lib.sample import generate
+    from omni_lib.sample import generate, true_keyed
 
     base = tmp_path_factory.mktemp("numeric")
     raw = base / "raw"
     generate(out_dir=raw, n_customers=300, progress=False)
     (base / "data").mkdir()
-    for f in raw.glob("*.parquet"):
-        df = pd.read_parquet(f)
-        for c in ("customer_id", "unit_id"):
+    for name, df in true_keyed(raw).items():   # CRM-keyed: rows carry the (planted) customer ids
+        f = Path(f"{name}.parquet")
+        for c in ("customer_id",):
             if c in df:
                 df[c] = df[c].astype("str").str.replace(r"^C0*", "", regex=True).where(df[c].notna())
         df.to_csv(base / "data" / f"{f.stem}.csv", index=False)
@@ -167,7 +167,9 @@ def test_serious_2_no_raw_email_in_a_run_and_erase_by_email(numeric_shop, tmp_pa
 # --------------------------------------------------------------------------- serious 4, 5, 6
 @pytest.fixture()
 def slow_project(tmp_path: Path) -> Path:
-    """No omni.yaml; one notebook that records its kernel's pid and sleeps a few seconds."""
+    """A project of its own (omni.yaml, notebooks/); one notebook that records its kernel's pid and
+    sleeps a few seconds. It declares no data, so no store is built."""
+    (tmp_path / "omni.yaml").write_text("mode: sample\ndata: {format: csv, root: data, tables: {orders: o.csv}}\n")
     (tmp_path / "notebooks").mkdir()
     _nb(tmp_path / "notebooks" / "00_slow.ipynb", "pid_file = ''\nnap = 0.5",
         ["import os, time\nif pid_file:\n    open(pid_file, 'w').write(str(os.getpid()))"]
@@ -282,6 +284,7 @@ def test_failure_line_names_the_failing_cell_and_masks_personal_values(tmp_path,
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OMNI_CONFIG", raising=False)
+    (tmp_path / "omni.yaml").write_text("mode: sample\ndata: {format: csv, root: data, tables: {orders: o.csv}}\n")
     (tmp_path / "notebooks").mkdir()
     nb = nbformat.v4.new_notebook()
     p = nbformat.v4.new_code_cell("x = 1")
