@@ -251,10 +251,14 @@ def prepare(identities: pd.DataFrame) -> Prepared:
     src = pd.DataFrame({c: _as_str(col(c)).to_numpy() for c in ("email", "phone", "loyalty_id", "full_name", "city")})
     e, bad_e = _email_sql("email")
     p, bad_p = _phone_sql("phone", "62")
-    inner = (f"{e} AS email, {bad_e} AS bad_email, {p} AS phone, {bad_p} AS bad_phone, "
+    # a '+tag' ('budi+promo@gmail.com') is the same mailbox: dropped before any comparison
+    inner = (f"regexp_replace({e}, '\\+[^@]*@', '@') AS email, {bad_e} AS bad_email, {p} AS phone, {bad_p} AS bad_phone, "
              f"{_loyalty_sql('loyalty_id')} AS loyalty, {_name_sql('full_name')} AS name, "
              f"{_city_sql('city')} AS city")
     outer = ("email, regexp_extract(email, '^([^@]+)@', 1) AS email_user, "
+             # gmail ignores dots in the user name: 'budi.santoso7@gmail.com' = 'budisantoso7@...'
+             "CASE WHEN ends_with(email, '@gmail.com') OR ends_with(email, '@googlemail.com') "
+             "THEN replace(regexp_extract(email, '^([^@]+)@', 1), '.', '') || '@gmail.com' END AS email_nodots, "
              "regexp_extract(email, '@(.+)$', 1) AS email_domain, "
              # the letters of the user name: 'adi.setiawan5698' and 'adi_setiawan' -> 'adisetiawan'
              "nullif(regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[^a-z]', '', 'g'), '') AS email_stem, "
@@ -265,6 +269,9 @@ def prepare(identities: pd.DataFrame) -> Prepared:
              # 'adisetiawan12' -> 'adisetiawan' (another way of writing, often another person)
              "nullif(regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[0-9]', '', 'g'), '') AS email_shape, "
              "phone, loyalty, name, split_part(name, ' ', 1) AS first_name, "
+             # the given name for telling people apart on one phone: a title alone ('ibu') is none
+             f"CASE WHEN split_part(name, ' ', 1) NOT IN ({', '.join(_q(t) for t in TITLES)}) "
+             "THEN split_part(name, ' ', 1) END AS given, "
              "CASE WHEN contains(name, ' ') THEN regexp_extract(name, ' ([^ ]+)$', 1) END AS last_name, "
              "city, bad_email, bad_phone")
     import duckdb
@@ -319,14 +326,59 @@ def prepare(identities: pd.DataFrame) -> Prepared:
 
 
 # ---------------------------------------------------------------------------------
+# shared phones: a number several people use (households, families)
+# ---------------------------------------------------------------------------------
+
+def _given_ok(a: str, b: str) -> str:
+    """SQL: two given names can be one person's: equal, a typo apart, or one an initial
+    or a short form of the other (``b`` / ``budi``, ``bud`` / ``budi``)."""
+    return (f"({a} = {b} OR jaro_winkler_similarity({a}, {b}) >= 0.88 "
+            f"OR (length({a}) = 1 AND starts_with({b}, {a})) OR (length({b}) = 1 AND starts_with({a}, {b})) "
+            f"OR (length({a}) >= 3 AND starts_with({b}, {a})) OR (length({b}) >= 3 AND starts_with({a}, {b})))")
+
+
+def _household_phones(rec: pd.DataFrame) -> np.ndarray:
+    """Per record: its phone number is used by several people (two given names on
+    records with that number that cannot be one person's: ``siti`` and ``budi``).
+
+    Households and families often share one number across their accounts; such a number
+    names no one person, so it is no deterministic key. Counted on the distinct
+    (number, given name) pairs, so a number on a thousand records costs little.
+    """
+    import duckdb
+
+    sub = rec.loc[rec["phone"].notna() & rec["given"].notna(), ["phone", "given"]].drop_duplicates()
+    if sub.empty:
+        return np.zeros(len(rec), dtype=bool)
+    con = duckdb.connect()
+    try:
+        _quiet(con)
+        con.register("g", sub)
+        shared = con.execute(f"SELECT DISTINCT a.phone FROM g a JOIN g b ON a.phone = b.phone AND a.given < b.given "
+                             f"WHERE NOT {_given_ok('a.given', 'b.given')}").df()["phone"]
+    finally:
+        con.close()
+    return rec["phone"].isin(set(shared)).to_numpy()
+
+
+# ---------------------------------------------------------------------------------
 # the resolver
 # ---------------------------------------------------------------------------------
 
 #: blocking rules (which pairs are compared at all): each names a key two records share
 BLOCKING = (
-    ("phone",), ("loyalty",), ("email",), ("email_user",), ("name", "city"),
+    ("phone",), ("loyalty",), ("email",), ("email_user",), ("email_nodots",), ("name", "city"),
 )
 _PERSONAL = "email_personal_l"   # the address carries a number of its own (see prepare())
+#: both records name a given name and the two cannot be one person's
+_GIVEN_DISAGREE = f"given_l IS NOT NULL AND given_r IS NOT NULL AND NOT {_given_ok('given_l', 'given_r')}"
+_PHONE_TWO_PEOPLE = "same phone, given names of two people"
+#: one name is the other with its given or last name written as an initial
+_INITIALS = ("(last_name_l = last_name_r AND least(length(first_name_l), length(first_name_r)) = 1 "
+             "AND left(first_name_l, 1) = left(first_name_r, 1)) OR "
+             "(first_name_l = first_name_r AND least(length(last_name_l), length(last_name_r)) = 1 "
+             "AND left(last_name_l, 1) = left(last_name_r, 1))")
+_PHONE_SHARED = "same phone, a number several people use"
 #: both e-mail user names have the same letters and they spell the (same) name:
 #: 'adi.setiawan5698' / 'adi.setiawan5715' / 'adisetiawan12' for "Adi Setiawan"
 _SAME_NAME_IN_USER = ("email_stem_l = email_stem_r AND name_l = name_r "
@@ -334,8 +386,8 @@ _SAME_NAME_IN_USER = ("email_stem_l = email_stem_r AND name_l = name_r "
 #: the fields a record takes from its deterministic group when it lacks them (see _enrich)
 _FIELD_SETS = (
     ("email", "email_user", "email_shape", "email_stem", "email_digits", "email_domain", "email_personal"),
-    ("phone",),
-    ("name", "first_name", "last_name"),
+    ("phone", "household_phone"),
+    ("name", "first_name", "last_name", "given"),
     ("city",),
 )
 #: lowest m of "another phone number": EM on a table where few people have a second
@@ -389,9 +441,12 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
     p = _PERSONAL
     email = cl.CustomComparison(output_column_name="email", comparison_levels=[
         cll.NullLevel("email"),
-        cll.CustomLevel(f"email_l = email_r AND {p}", label_for_charts="same address with a personal number"),
+        cll.CustomLevel(f"(email_l = email_r OR email_nodots_l = email_nodots_r) AND {p}",
+                        label_for_charts="same address with a personal number"),
         cll.CustomLevel(f"email_user_l = email_user_r AND {p}",
                         label_for_charts="same user name with a personal number, other domain"),
+        cll.CustomLevel("email_nodots_l = email_nodots_r AND NOT email_l = email_r",
+                        label_for_charts="same gmail address apart from dots"),
         cll.CustomLevel("email_l = email_r", label_for_charts="same name-only address").configure(
             tf_adjustment_column="email", tf_adjustment_weight=tf_weight_name_only),
         cll.CustomLevel("email_user_l = email_user_r", label_for_charts="same name-only user name, other domain"
@@ -406,7 +461,10 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
         cll.ElseLevel(),
     ])
     phone = cl.CustomComparison(output_column_name="phone", comparison_levels=[
-        cll.NullLevel("phone"), cll.ExactMatchLevel("phone"), cll.ElseLevel()])
+        cll.NullLevel("phone"),
+        cll.CustomLevel(f"phone_l = phone_r AND {_GIVEN_DISAGREE}", label_for_charts=_PHONE_TWO_PEOPLE),
+        cll.CustomLevel("phone_l = phone_r AND household_phone_l", label_for_charts=_PHONE_SHARED),
+        cll.ExactMatchLevel("phone"), cll.ElseLevel()])
     loyalty = cl.CustomComparison(output_column_name="loyalty", comparison_levels=[
         cll.NullLevel("loyalty"), cll.ExactMatchLevel("loyalty"),
         cll.ElseLevel().configure(m_probability=0.02, fix_m_probability=True)])
@@ -418,7 +476,9 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
                         label_for_charts="implied by the e-mail user name").configure(
             is_null_level=True),
         cll.ExactMatchLevel("name", term_frequency_adjustments=True),
+        cll.CustomLevel(_GIVEN_DISAGREE, label_for_charts="given names of two people"),
         cll.JaroWinklerLevel("name", 0.92),
+        cll.CustomLevel(_INITIALS, label_for_charts="the same but for an initial ('b santoso', 'budi s')"),
         cll.CustomLevel("(last_name_l IS NULL OR last_name_r IS NULL) AND first_name_l = first_name_r",
                         label_for_charts="same first name, one has no last name"),
         cll.JaroWinklerLevel("name", 0.8),
@@ -525,11 +585,37 @@ def _same_source_u(df: pd.DataFrame) -> dict:
                           ("same name-only user name, other domain", ~personal)):
             k = pairs_sharing(["email_user"], cond) - pairs_sharing(["email"], cond)
             out[("email", lbl)] = (k + 0.5) / e_all
-    for col, lbl in (("phone", "Exact match on phone"), ("loyalty", "Exact match on loyalty")):
-        d = pairs_with(col)
-        if d:
-            out[(col, lbl)] = (pairs_sharing([col], df[col].notna().to_numpy()) + 0.5) / d
+    d = pairs_with("loyalty")
+    if d:
+        out[("loyalty", "Exact match on loyalty")] = (pairs_sharing(["loyalty"], df["loyalty"].notna().to_numpy())
+                                                      + 0.5) / d
+    d = pairs_with("phone")
+    if d:
+        for lbl, k in zip(("Exact match on phone", _PHONE_SHARED, _PHONE_TWO_PEOPLE), _phone_pairs_by_level(df)):
+            out[("phone", lbl)] = (k + 0.5) / d
     return out
+
+
+def _phone_pairs_by_level(df: pd.DataFrame) -> tuple[float, float, float]:
+    """Pairs of records of one source that share a phone, by the phone comparison's
+    levels: (a number one person uses, one several people use, given names of two people)."""
+    import duckdb
+
+    sub = df.loc[df["phone"].notna(), ["source", "phone", "given", "household_phone"]]
+    if sub.empty:
+        return 0.0, 0.0, 0.0
+    con = duckdb.connect()
+    try:
+        _quiet(con)
+        con.register("t", sub.assign(i=np.arange(len(sub))))
+        disagree = _GIVEN_DISAGREE.replace("given_l", "a.given").replace("given_r", "b.given")
+        row = con.execute(f"""SELECT count(*) FILTER (WHERE {disagree}),
+                                     count(*) FILTER (WHERE NOT coalesce({disagree}, false) AND a.household_phone),
+                                     count(*) FILTER (WHERE NOT coalesce({disagree}, false) AND NOT a.household_phone)
+                              FROM t a JOIN t b ON a.source = b.source AND a.phone = b.phone AND a.i < b.i""").fetchone()
+    finally:
+        con.close()
+    return float(row[2]), float(row[1]), float(row[0])
 
 
 def _source_pair_m(df: pd.DataFrame, same_source_m: float) -> dict:
@@ -596,7 +682,7 @@ def _tf_columns(model: Mapping) -> list[str]:
 
 
 def _adjust_model(model: dict, max_pairs: float, exact_u: dict | None = None,
-                  source_m: dict | None = None) -> dict:
+                  source_m: dict | None = None, given_disagree: float | None = None) -> dict:
     """Corrections to the trained model (returns a copy).
 
     * ``u`` without the matches: random sampling draws matching pairs too (about
@@ -630,7 +716,46 @@ def _adjust_model(model: dict, max_pairs: float, exact_u: dict | None = None,
                 lvl["u_probability"] = exact_u[key]
             elif lam and m is not None and u is not None:
                 lvl["u_probability"] = max((u - lam * m) / (1 - lam), min(u, 0.5 / max_pairs))
+    if given_disagree is not None:
+        # m of "same phone, given names of two people": EM never sees it (the phone block
+        # does not train the phone, the card block holds almost no shared phones), so it is
+        # the chance one person's two records carry given names that cannot be one person's
+        # (a nickname: 'titi' for 'siti') times the chance they share the phone
+        for c in model.get("comparisons", []):
+            if c["output_column_name"] != "phone":
+                continue
+            lv = {lvl.get("label_for_charts", ""): lvl for lvl in c["comparison_levels"]}
+            if _PHONE_TWO_PEOPLE in lv:
+                same = [lv[k] for k in ("Exact match on phone", _PHONE_SHARED) if k in lv]
+                m_same = sum(lvl.get("m_probability") or 0.0 for lvl in same)
+                for lvl in same:
+                    if lvl.get("m_probability"):
+                        lvl["m_probability"] *= 1 - given_disagree
+                lv[_PHONE_TWO_PEOPLE]["m_probability"] = max(m_same * given_disagree, 1e-6)
     return model
+
+
+def _given_disagree_rate(df: pd.DataFrame) -> float | None:
+    """Share of one person's pairs of records whose given names cannot be one person's.
+
+    Counted on the pairs that share a loyalty card or an e-mail address with a number of
+    its own (each names one person), without labels; half a pair added. None when there
+    are no such pairs with both given names.
+    """
+    import duckdb
+
+    sub = df.loc[df["given"].notna(), ["given", "loyalty", "email", "email_personal"]]
+    con = duckdb.connect()
+    try:
+        _quiet(con)
+        con.register("t", sub.assign(i=np.arange(len(sub))))
+        dis = _GIVEN_DISAGREE.replace("given_l", "a.given").replace("given_r", "b.given")
+        n, k = con.execute(f"""SELECT count(*), count(*) FILTER (WHERE {dis}) FROM t a JOIN t b
+                               ON a.i < b.i AND (a.loyalty = b.loyalty OR (a.email = b.email AND a.email_personal))
+                            """).fetchone()
+    finally:
+        con.close()
+    return (k + 0.5) / (n + 1) if n else None
 
 
 def _components(n: int, edges: np.ndarray) -> np.ndarray:
@@ -710,7 +835,7 @@ class IdentityResolver:
     timings_ : seconds per step.
     """
 
-    def __init__(self, threshold: float = 0.5, one_record_per_source: bool = True,
+    def __init__(self, threshold: float = 0.5, one_record_per_source: bool | Mapping[str, bool] = False,
                  tf_weight_name_only: float = 0.5, u_max_pairs: float = 1e6, seed: int = 42,
                  key: bytes | None = None, predict_floor: float = 0.01, min_records_for_model: int = 200):
         self.threshold = threshold
@@ -734,8 +859,13 @@ class IdentityResolver:
         t["normalise"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        # rows sharing a record_id are one source record; phone and loyalty card name one person
-        det_edges = _key_edges(rec, ["record_id", "phone", "loyalty"])
+        # rows sharing a record_id are one source record; a loyalty card names one person, and
+        # so does a phone number unless several people use it (then only records with the
+        # same given name are linked by it; the rest go to the probabilistic step)
+        rec["household_phone"] = _household_phones(rec)
+        hh = rec["household_phone"].to_numpy()
+        rec["phone_key"] = rec["phone"].where(~hh, (rec["phone"] + "|" + rec["given"]).where(hh)).astype("str")
+        det_edges = _key_edges(rec, ["record_id", "phone_key", "loyalty"])
         det_lab = _components(n, det_edges)
         t["deterministic"] = time.perf_counter() - t0
 
@@ -749,8 +879,16 @@ class IdentityResolver:
         self._rec = rec[["row", "record_id", "source", "has_key"]].copy()
         self._key_codes = {k: (rec["row"].to_numpy()[rec[k].notna().to_numpy()], pd.factorize(rec[k].dropna())[0])
                            for k in ("email", "phone", "loyalty")}
+        # the initial of the given name: two groups whose records name only given names of
+        # other initials are two people (a WhatsApp number without a name on a household
+        # phone must not join the mother's group to the son's)
+        ini = rec["given"].str[0]
+        self._key_codes["given"] = (rec["row"].to_numpy()[ini.notna().to_numpy()], pd.factorize(ini.dropna())[0])
         self._det_lab = det_lab
         self._weights_else = _else_weights(model)
+        if "name" in self._weights_else:
+            self._weights_else["given"] = self._weights_else["name"]
+        self._weights_same = _level_weights(model, "source", "Exact match on source")
         cl = self._cluster(self.threshold, pairs)
         t["cluster"] = time.perf_counter() - t0
 
@@ -772,6 +910,19 @@ class IdentityResolver:
         self.counts_ = {**prep.counts, **self._link_counts()}
         return self
 
+    def _one_per_source(self, sources: list) -> np.ndarray:
+        """Per source (in the given order): does it hold at most one record per person?"""
+        opt = self.one_record_per_source
+        if isinstance(opt, Mapping):
+            unknown = sorted(set(opt) - set(sources))
+            if unknown:
+                log.warning("one_record_per_source names source(s) not in the identities: %s", unknown)
+            return np.array([bool(opt.get(s, False)) for s in sources], dtype=bool)
+        if not isinstance(opt, (bool, np.bool_)):
+            raise IdentityInputError("one_record_per_source must be true/false or a mapping source -> true/false, "
+                                     f"got {opt!r}")
+        return np.full(len(sources), bool(opt), dtype=bool)
+
     def _score(self, rec: pd.DataFrame, det_lab: np.ndarray) -> tuple[pd.DataFrame, dict]:
         """Train the Splink model without labels and score the blocked pairs.
 
@@ -784,7 +935,8 @@ class IdentityResolver:
         from splink import DuckDBAPI, Linker, block_on
 
         cols = ["row", "source", "email", "email_user", "email_shape", "email_stem", "email_digits", "email_domain",
-                "phone", "loyalty", "name", "first_name", "last_name", "city"]
+                "phone", "loyalty", "name", "first_name", "last_name", "city", "given", "household_phone",
+                "email_nodots"]
         df = rec[cols].rename(columns={"row": "unique_id"})
         df["email_personal"] = df["email_digits"].str.len().gt(0).fillna(False).astype(bool)
         with_created = "created_at" in rec
@@ -834,15 +986,15 @@ class IdentityResolver:
                 steps["train_m"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 # the trained model, corrected (_adjust_model), scores the completed records.
-                # The u of the exact-key levels is counted within sources only where each
-                # source holds one record per person; otherwise a within-source pair that
-                # shares a key may be one person's two accounts, and the sampled u (less its
-                # matches) is used. Rows sharing a record id are one record: counted once.
-                exact_u = (_same_source_u(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]])
-                           if self.one_record_per_source else None)
+                # The u of the exact-key levels is counted within sources (a within-source
+                # pair that shares a key may be one person's second account, which makes the
+                # count an upper bound: the key's weight errs low, never high). Rows sharing a
+                # record id are one record: counted once.
+                exact_u = _same_source_u(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]])
                 model = _adjust_model(linker.misc.save_model_to_json(), self.u_max_pairs, exact_u,
                                       _source_pair_m(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]],
-                                                     _SAME_SOURCE_M))
+                                                     _SAME_SOURCE_M),
+                                      _given_disagree_rate(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]]))
                 # term frequencies from the records as they are (a value copied into the
                 # other records of a group by _enrich would count once per copy), each
                 # value once per deterministic group
@@ -894,10 +1046,20 @@ class IdentityResolver:
         tw = np.log2(threshold / (1 - threshold))
         E = pairs[["unique_id_l", "unique_id_r"]].to_numpy()
         W = pairs["match_weight"].to_numpy()
-        null_at_pair = {k: (pairs[f"mw_{k}"].to_numpy() == 0) if f"mw_{k}" in pairs else np.zeros(len(pairs), bool)
-                        for k in ("email", "phone", "loyalty")}
-        src_codes = pd.Categorical(rec["source"]).codes.astype(np.int64)
-        use_sources = self.one_record_per_source and src_codes.max(initial=0) < 63
+        null_at_pair = {k: (pairs[f"mw_{c}"].to_numpy() == 0) if f"mw_{c}" in pairs else np.zeros(len(pairs), bool)
+                        for k, c in (("email", "email"), ("phone", "phone"), ("loyalty", "loyalty"),
+                                     ("given", "name"))}
+        cat = pd.Categorical(rec["source"])
+        src_codes = cat.codes.astype(np.int64)
+        one = self._one_per_source(list(cat.categories))
+        use_sources = bool(one.any()) and src_codes.max(initial=0) < 63
+        src_bits = np.where(one[src_codes], np.left_shift(1, src_codes), 0)
+        # the other sources: two groups that both hold a record of one source join only
+        # against that evidence too (two records of one system are seldom one person), which
+        # the best pair between them does not carry unless it is itself that same-source pair
+        soft = src_codes.max(initial=0) < 63 and "source" in self._weights_same
+        all_bits = np.left_shift(1, src_codes)
+        same_pair = (src_codes[E[:, 0]] == src_codes[E[:, 1]])
         key_rows = self._key_codes
         rounds = 0
         for rounds in range(1, 100):
@@ -909,10 +1071,16 @@ class IdentityResolver:
             ed = ed.sort_values(["w", "i"], ascending=[False, True]).drop_duplicates(["a", "b"])
             if use_sources:
                 mask = np.zeros(n, dtype=np.int64)
-                np.bitwise_or.at(mask, lab, np.left_shift(1, src_codes))
+                np.bitwise_or.at(mask, lab, src_bits)
                 ed = ed[(mask[ed["a"].to_numpy()] & mask[ed["b"].to_numpy()]) == 0]
             w = ed["w"].to_numpy().copy()
             ea, eb, ei = ed["a"].to_numpy(), ed["b"].to_numpy(), ed["i"].to_numpy()
+            if soft:
+                amask = np.zeros(n, dtype=np.int64)
+                np.bitwise_or.at(amask, lab, all_bits)
+                both_src = amask[ea] & amask[eb]
+                k_over = _popcount(both_src)
+                w += (k_over - same_pair[ei].astype(np.int64)).clip(0) * self._weights_same["source"]
             for k, (rows, codes) in key_rows.items():
                 if len(rows) == 0 or k not in self._weights_else:
                     continue
@@ -1015,6 +1183,27 @@ class IdentityResolver:
     def _check_fitted(self):
         if not hasattr(self, "links_"):
             raise IdentityInputError("the resolver is not fitted yet: call fit(identities) first")
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Number of bits set in each int64."""
+    x = x.astype(np.uint64)
+    c = np.zeros(len(x), dtype=np.int64)
+    while x.any():
+        c += (x & np.uint64(1)).astype(np.int64)
+        x = x >> np.uint64(1)
+    return c
+
+
+def _level_weights(model: Mapping, comparison: str, label: str) -> dict:
+    """``{comparison: log2(m/u)}`` of one level, when the model has it."""
+    for c in model.get("comparisons", []):
+        if c["output_column_name"] != comparison:
+            continue
+        for lvl in c["comparison_levels"]:
+            if lvl.get("label_for_charts") == label and lvl.get("m_probability") and lvl.get("u_probability"):
+                return {comparison: float(np.log2(lvl["m_probability"] / lvl["u_probability"]))}
+    return {}
 
 
 def _else_weights(model: Mapping) -> dict:
