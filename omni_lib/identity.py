@@ -618,7 +618,7 @@ def _phone_pairs_by_level(df: pd.DataFrame) -> tuple[float, float, float]:
     return float(row[2]), float(row[1]), float(row[0])
 
 
-def _source_pair_m(df: pd.DataFrame, same_source_m: float) -> dict:
+def _source_pair_m(df: pd.DataFrame, same_source_m: float | None = None) -> dict:
     """``m`` of each pair of sources: which channels one person's records come from.
 
     Learned by EM on the pairs that share a loyalty card or a phone, these came out
@@ -648,8 +648,29 @@ def _source_pair_m(df: pd.DataFrame, same_source_m: float) -> dict:
     for i, a in enumerate(srcs):
         for b in srcs[i + 1:]:
             w[f"sources {a} and {b}"] = (float(cnt.get((a, b), 0)) + 0.5) / (cov[a] * cov[b])
-    total = sum(w.values())
-    return {lbl: (1 - same_source_m) * v / total for lbl, v in w.items()}
+    if same_source_m is not None:
+        total = sum(w.values())
+        return {lbl: (1 - same_source_m) * v / total for lbl, v in w.items()}
+    # learned too: pairs of one source that share a phone and whose given names can be
+    # one person's (a second account under the same number), weighted the same way
+    import duckdb
+
+    sub = df.loc[df["phone"].notna(), ["source", "phone", "given"]]
+    con = duckdb.connect()
+    try:
+        _quiet(con)
+        con.register("t", sub.assign(i=np.arange(len(sub))))
+        dis = _GIVEN_DISAGREE.replace("given_l", "a.given").replace("given_r", "b.given")
+        within = dict(con.execute(f"""SELECT a.source, count(*) FROM t a JOIN t b ON a.source = b.source
+                                      AND a.phone = b.phone AND a.i < b.i WHERE NOT coalesce({dis}, false)
+                                      GROUP BY a.source""").fetchall())
+    finally:
+        con.close()
+    w_same = sum((float(within.get(a, 0)) + 0.5) / cov[a] ** 2 for a in srcs)
+    total = sum(w.values()) + w_same
+    out = {lbl: v / total for lbl, v in w.items()}
+    out["Exact match on source"] = w_same / total
+    return out
 
 
 def _tf_table(df: pd.DataFrame, groups: np.ndarray, col: str) -> pd.DataFrame:
@@ -992,8 +1013,7 @@ class IdentityResolver:
                 # record id are one record: counted once.
                 exact_u = _same_source_u(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]])
                 model = _adjust_model(linker.misc.save_model_to_json(), self.u_max_pairs, exact_u,
-                                      _source_pair_m(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]],
-                                                     _SAME_SOURCE_M),
+                                      _source_pair_m(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]]),
                                       _given_disagree_rate(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]]))
                 # term frequencies from the records as they are (a value copied into the
                 # other records of a group by _enrich would count once per copy), each
