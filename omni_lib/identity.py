@@ -387,12 +387,14 @@ _SAME_NAME_IN_USER = ("email_stem_l = email_stem_r AND name_l = name_r "
 _FIELD_SETS = (
     ("email", "email_user", "email_shape", "email_stem", "email_digits", "email_domain", "email_personal"),
     ("phone", "household_phone"),
-    ("name", "first_name", "last_name", "given"),
+    ("name", "first_name", "last_name", "given", "rare_name"),
     ("city",),
 )
 #: lowest m of "another phone number": EM on a table where few people have a second
 #: number can find almost none, which would make one such pair a veto
 _PHONE_OTHER_M_FLOOR = 0.02
+#: a full name carried by at most this many records is a blocking key on its own
+_RARE_NAME_RECORDS = 20
 #: days between the creation of two records (created_at), closest level first
 _CREATED_DAYS = (7, 60, 365)
 #: m of "two records from the same source" (fixed: rarely one person, see _splink_settings)
@@ -509,6 +511,9 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
     # name + city only for full names: single names ("melati") in one city are too many
     # pairs on a large table and too little evidence to act on
     rules.append("l.name = r.name AND l.city = r.city AND l.last_name IS NOT NULL")
+    # a full name few records carry, whatever the city (often missing): bounded cost,
+    # at most _RARE_NAME_RECORDS^2 / 2 pairs per name
+    rules.append(block_on("rare_name"))
     # the same personal number at the same provider: catches typos in the letters
     rules.append("l.email_digits = r.email_digits AND l.email_domain = r.email_domain "
                  "AND length(l.email_digits) >= 3")
@@ -959,6 +964,8 @@ class IdentityResolver:
                 "phone", "loyalty", "name", "first_name", "last_name", "city", "given", "household_phone",
                 "email_nodots"]
         df = rec[cols].rename(columns={"row": "unique_id"})
+        full = rec["name"].where(rec["last_name"].notna())
+        df["rare_name"] = full.where(full.map(full.value_counts()).le(_RARE_NAME_RECORDS)).astype("str")
         df["email_personal"] = df["email_digits"].str.len().gt(0).fillna(False).astype(bool)
         with_created = "created_at" in rec
         if with_created:

@@ -105,12 +105,13 @@ class Mix:
     seed: int = 0
 
 
-#: The named mixes. Tuning: ``tune_plain`` and ``tune_households``; reporting only:
+#: The named mixes. Tuning: ``tune_plain``, ``tune_households``, ``tune_sparse``; reporting only:
 #: ``report_second_accounts``, ``report_sparse``, ``report_hard`` (never look at these to
 #: choose a setting; they are what the benchmark table reports).
 MIXES = {m.name: m for m in (
     Mix("tune_plain", "tune", seed=101),
     Mix("tune_households", "tune", shared_phone=0.08, second_account=0.03, namesakes=0.04, seed=102),
+    Mix("tune_sparse", "tune", shared_phone=0.04, coverage=SPARSE, name_forms=0.2, single_name=0.12, seed=103),
     Mix("report_second_accounts", "report", shared_phone=0.03, second_account=0.08, name_forms=0.2, seed=201),
     Mix("report_sparse", "report", coverage=SPARSE, name_forms=0.25, single_name=0.15, seed=202),
     Mix("report_hard", "report", shared_phone=0.15, second_account=0.06, coverage=SPARSE, name_forms=0.3,
