@@ -527,6 +527,42 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
     )
 
 
+def _rare_name(rec: pd.DataFrame) -> pd.Series:
+    """A full name carried by at most ``_RARE_NAME_RECORDS`` records (else missing)."""
+    full = rec["name"].where(rec["last_name"].notna())
+    return full.where(full.map(full.value_counts()).le(_RARE_NAME_RECORDS)).astype("str")
+
+
+def _blocking_coverage(rec: pd.DataFrame, det_lab: np.ndarray) -> float | None:
+    """Share of one person's pairs of records that a blocking rule other than phone and
+    card would compare: the pairs inside deterministic groups (known to be one person
+    without labels) that share an e-mail, a user name, a full name and city, a rare full
+    name or a personal number at one provider. The pairs that share no phone or card
+    are found only through these rules, so about this share of them is ever scored
+    (an estimate from the records as they are, before :func:`_enrich` completes them:
+    it errs low, which makes the estimated recall err low). None without such pairs.
+    """
+    size = np.bincount(det_lab)[det_lab]
+    r = rec.loc[size > 1, ["row"]].assign(g=det_lab[size > 1])
+    if r.empty:
+        return None
+    pairs = r.merge(r, on="g")
+    pairs = pairs[pairs["row_x"] < pairs["row_y"]]
+    if len(pairs) > 2_000_000:
+        pairs = pairs.sample(2_000_000, random_state=0)
+    full = rec["name"].where(rec["last_name"].notna())
+    digits = rec["email_digits"].where(rec["email_digits"].str.len() >= 3)
+    keys = [rec["email"], rec["email_user"], rec["email_nodots"], _rare_name(rec),
+            full + "|" + rec["city"], digits + "|" + rec["email_domain"]]
+    hit = np.zeros(len(pairs), dtype=bool)
+    x, y = pairs["row_x"].to_numpy(), pairs["row_y"].to_numpy()
+    for k in keys:
+        v = k.to_numpy(dtype=object)
+        a, b = v[x], v[y]
+        hit |= pd.notna(a) & (a == b)
+    return float(hit.mean())
+
+
 def _enrich(df: pd.DataFrame, lab: np.ndarray) -> pd.DataFrame:
     """Each record with the fields it lacks taken from its deterministic group.
 
@@ -932,6 +968,9 @@ class IdentityResolver:
         self.issues_ = prep.issues
         self.rounds_ = cl.rounds
         self.links_ = self._links(cl.labels)
+        self._labels = cl.labels
+        self._coverage = _blocking_coverage(rec, det_lab)
+        self.quality_ = self.estimated_quality()
         self.timings_ = {k: round(v, 3) for k, v in t.items()}
         self.counts_ = {**prep.counts, **self._link_counts()}
         return self
@@ -964,8 +1003,7 @@ class IdentityResolver:
                 "phone", "loyalty", "name", "first_name", "last_name", "city", "given", "household_phone",
                 "email_nodots"]
         df = rec[cols].rename(columns={"row": "unique_id"})
-        full = rec["name"].where(rec["last_name"].notna())
-        df["rare_name"] = full.where(full.map(full.value_counts()).le(_RARE_NAME_RECORDS)).astype("str")
+        df["rare_name"] = _rare_name(rec)
         df["email_personal"] = df["email_digits"].str.len().gt(0).fillna(False).astype(bool)
         with_created = "created_at" in rec
         if with_created:
@@ -1173,6 +1211,71 @@ class IdentityResolver:
             "records_no_usable_key": int((lk["linked_by"] == "no usable key").sum()),
             "pairs_scored": int(len(self.pairs_)),
         }
+
+    def estimated_quality(self, labels: np.ndarray | None = None, low: float = 0.2, high: float = 0.8) -> dict:
+        """Pairwise precision, recall and F1 as the model itself expects them, without labels.
+
+        Each pair of records is one person with its match probability: 1 for two records
+        of one deterministic group, the scored probability for a scored pair, and for a
+        pair the clustering joined only through others (never scored itself) the mean
+        probability of the scored pairs inside its cluster. Expected correct pairs: the
+        sum over the pairs the clustering joins; expected true pairs: the sum over every
+        pair (deterministic and scored). The
+        true pairs never compared are estimated from how often one person's records share
+        a key other than phone or card (:func:`_blocking_coverage`): the scored mass is
+        scaled up by it (this errs low for recall on the data measured so far).
+
+        Also: ``uncertain_pairs`` (scored pairs between deterministic groups with
+        ``low <= p < high``), and ``uncertain_joined`` / ``uncertain_apart``, the expected
+        number of wrong decisions among them: a joined uncertain pair is wrong with
+        probability 1 - p, one left apart with p.
+        """
+        self._check_fitted()
+        lab = self._labels if labels is None else labels
+        det = self._det_lab
+        n = len(lab)
+
+        def c2(x):
+            x = np.asarray(x, dtype=np.float64)
+            return x * (x - 1) / 2
+
+        cl_pairs = pd.Series(c2(np.bincount(lab)))
+        # deterministic pairs, per cluster (a deterministic group lies inside one cluster)
+        dg = pd.DataFrame({"d": det, "c": lab}).groupby("d")["c"].agg(["first", "size"])
+        det_in = pd.Series(c2(dg["size"].to_numpy())).groupby(dg["first"].to_numpy()).sum()
+        p = self.pairs_
+        if len(p):
+            a, b = p["unique_id_l"].to_numpy(), p["unique_id_r"].to_numpy()
+            cross = det[a] != det[b]
+            pr = p["match_probability"].to_numpy()[cross]
+            ca, cb = lab[a][cross], lab[b][cross]
+            inside = ca == cb
+            sc = pd.DataFrame({"c": ca[inside], "p": pr[inside]}).groupby("c")["p"].agg(["sum", "size"])
+        else:
+            pr = np.zeros(0)
+            inside = np.zeros(0, dtype=bool)
+            sc = pd.DataFrame({"sum": pd.Series(dtype=float), "size": pd.Series(dtype=float)})
+        per = pd.DataFrame({"pairs": cl_pairs})
+        per["det"] = det_in.reindex(per.index).fillna(0.0)
+        per["sc_sum"] = sc["sum"].reindex(per.index).fillna(0.0)
+        per["sc_n"] = sc["size"].reindex(per.index).fillna(0.0)
+        rest = (per["pairs"] - per["det"] - per["sc_n"]).clip(lower=0)
+        mean_p = (per["sc_sum"] / per["sc_n"]).where(per["sc_n"] > 0, 1.0)
+        e_tp = float((per["det"] + per["sc_sum"] + rest * mean_p).sum())
+        pp = float(per["pairs"].sum())
+        # the true pairs that share no phone or card, scaled up for the ones no blocking
+        # rule compares (_blocking_coverage); at least what the clustering already joins
+        cov = self._coverage if self._coverage else 1.0
+        e_true = max(float(per["det"].sum() + pr.sum() / max(cov, 0.05)), e_tp)
+        precision = e_tp / pp if pp else 1.0
+        recall = e_tp / e_true if e_true else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        unc = (pr >= low) & (pr < high)
+        return {"precision": precision, "recall": recall, "f1": f1, "pairs_predicted": pp,
+                "expected_correct_pairs": e_tp, "expected_true_pairs": e_true,
+                "uncertain_pairs": int(unc.sum()),
+                "uncertain_joined": float((1 - pr[unc & inside]).sum()),
+                "uncertain_apart": float(pr[unc & ~inside].sum()), "records": n}
 
     def recluster(self, threshold: float) -> pd.DataFrame:
         """``links_`` as it would be at another threshold (the scored pairs are reused)."""
