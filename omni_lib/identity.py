@@ -55,6 +55,7 @@ from scipy.sparse.csgraph import connected_components
 __all__ = [
     "IdentityInputError",
     "IdentityResolver",
+    "read_labels",
     "normalize_email",
     "normalize_phone",
     "normalize_name",
@@ -899,7 +900,10 @@ class IdentityResolver:
 
     def __init__(self, threshold: float = 0.5, one_record_per_source: bool | Mapping[str, bool] = False,
                  tf_weight_name_only: float = 0.5, u_max_pairs: float = 1e6, seed: int = 42,
-                 key: bytes | None = None, predict_floor: float = 0.01, min_records_for_model: int = 200):
+                 key: bytes | None = None, predict_floor: float = 0.01, min_records_for_model: int = 200,
+                 labels=None, min_label_matches_for_m: int = 500):
+        self.labels = labels
+        self.min_label_matches_for_m = min_label_matches_for_m
         self.threshold = threshold
         self.one_record_per_source = one_record_per_source
         self.tf_weight_name_only = tf_weight_name_only
@@ -918,6 +922,7 @@ class IdentityResolver:
         prep = prepare(identities)
         rec = prep.records
         n = len(rec)
+        self._label_rows = self._labels_to_rows(rec)
         t["normalise"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -939,6 +944,8 @@ class IdentityResolver:
         t0 = time.perf_counter()
         # from here on only codes of the keys are kept, never their values
         self._rec = rec[["row", "record_id", "source", "has_key"]].copy()
+        # masked forms for clerical review (never the raw values)
+        self._masked_rec = _masked(rec)
         self._key_codes = {k: (rec["row"].to_numpy()[rec[k].notna().to_numpy()], pd.factorize(rec[k].dropna())[0])
                            for k in ("email", "phone", "loyalty")}
         # the initial of the given name: two groups whose records name only given names of
@@ -974,6 +981,25 @@ class IdentityResolver:
         self.timings_ = {k: round(v, 3) for k, v in t.items()}
         self.counts_ = {**prep.counts, **self._link_counts()}
         return self
+
+    def _labels_to_rows(self, rec: pd.DataFrame) -> pd.DataFrame | None:
+        """The labelled pairs (``labels``) as rows of ``rec``; pairs naming an unknown record
+        id are counted in ``labels_unknown_`` and left out."""
+        self.labels_unknown_ = 0
+        if self.labels is None:
+            return None
+        lab = read_labels(self.labels)
+        first = pd.Series(rec["row"].to_numpy(), index=rec["record_id"].to_numpy())
+        first = first[~first.index.duplicated()]
+        rl = first.reindex(lab["record_id_l"].to_numpy()).to_numpy()
+        rr = first.reindex(lab["record_id_r"].to_numpy()).to_numpy()
+        known = ~(np.isnan(rl) | np.isnan(rr))
+        self.labels_unknown_ = int((~known).sum())
+        if self.labels_unknown_:
+            log.warning("labels: %d labelled pair(s) name a record_id not in the identities; left out",
+                        self.labels_unknown_)
+        return pd.DataFrame({"row_l": rl[known].astype(np.int64), "row_r": rr[known].astype(np.int64),
+                             "match": lab["match"].to_numpy()[known]})
 
     def _one_per_source(self, sources: list) -> np.ndarray:
         """Per source (in the given order): does it hold at most one record per person?"""
@@ -1049,6 +1075,17 @@ class IdentityResolver:
                         linker.training.estimate_parameters_using_expectation_maximisation(br)
                     except Exception as e:  # too few pairs in a small table: keep the defaults
                         log.info("EM on %s skipped: %s", br, e)
+                lr = self._label_rows
+                if lr is not None:
+                    ok = in_model[lr["row_l"].to_numpy()] & in_model[lr["row_r"].to_numpy()] & lr["match"].to_numpy()
+                    self.label_m_used_ = bool(ok.sum() >= self.min_label_matches_for_m)
+                    if self.label_m_used_:
+                        # m from the pairs a person labelled as one person (Splink's
+                        # labelled-pair estimation), in place of EM's
+                        lab_tab = pd.DataFrame({"unique_id_l": lr["row_l"].to_numpy()[ok],
+                                                "unique_id_r": lr["row_r"].to_numpy()[ok]})
+                        linker.training.estimate_m_from_pairwise_labels(
+                            db.register(lab_tab, table_name="identity_labels"))
                 steps["train_m"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 # the trained model, corrected (_adjust_model), scores the completed records.
@@ -1106,6 +1143,13 @@ class IdentityResolver:
         rec = self._rec
         n = len(rec)
         lab = self._det_lab.copy()
+        lr = self._label_rows
+        cannot = None
+        if lr is not None and len(lr):
+            must = lr[lr["match"]]
+            if len(must):   # labelled one person: joined before anything else
+                lab = _components(n, np.c_[lab[must["row_l"].to_numpy()], lab[must["row_r"].to_numpy()]])[lab]
+            cannot = lr.loc[~lr["match"], ["row_l", "row_r"]].to_numpy()
         if pairs.empty:
             return _Clustering(lab, 0)
         tw = np.log2(threshold / (1 - threshold))
@@ -1138,6 +1182,12 @@ class IdentityResolver:
                 mask = np.zeros(n, dtype=np.int64)
                 np.bitwise_or.at(mask, lab, src_bits)
                 ed = ed[(mask[ed["a"].to_numpy()] & mask[ed["b"].to_numpy()]) == 0]
+            if cannot is not None and len(cannot):
+                # labelled two people: their groups never join
+                ga, gb = lab[cannot[:, 0]], lab[cannot[:, 1]]
+                banned = pd.DataFrame({"a": np.minimum(ga, gb), "b": np.maximum(ga, gb)}).drop_duplicates()
+                ed = ed.merge(banned.assign(_x=True), on=["a", "b"], how="left")
+                ed = ed[ed["_x"].isna()].drop(columns="_x")
             w = ed["w"].to_numpy().copy()
             ea, eb, ei = ed["a"].to_numpy(), ed["b"].to_numpy(), ed["i"].to_numpy()
             if soft:
@@ -1277,6 +1327,41 @@ class IdentityResolver:
                 "uncertain_joined": float((1 - pr[unc & inside]).sum()),
                 "uncertain_apart": float(pr[unc & ~inside].sum()), "records": n}
 
+    def review_pairs(self, n: int = 200) -> pd.DataFrame:
+        """The ``n`` pairs the model is least sure about, masked, for a person to label.
+
+        Scored pairs between different deterministic groups, closest to an even chance
+        first (smallest ``|match_weight|``; a pair already labelled is left out). Values
+        are masked (``b***@gmail.com``, ``***1234``, initials ``B. S.``, city, month created).
+        Fill in ``label`` with ``match`` or ``no match`` (leave empty to skip) and pass the
+        file back as ``labels=`` (``identity.labels`` in ``omni.yaml``): the labelled pairs
+        are joined / kept apart, and with enough matches they train ``m`` too.
+        """
+        self._check_fitted()
+        p = self.pairs_
+        det = self._det_lab
+        a, b = p["unique_id_l"].to_numpy(), p["unique_id_r"].to_numpy()
+        cand = p[det[a] != det[b]]
+        if self._label_rows is not None and len(self._label_rows):
+            lr = self._label_rows
+            done = set(zip(np.minimum(lr["row_l"], lr["row_r"]), np.maximum(lr["row_l"], lr["row_r"])))
+            key = list(zip(np.minimum(cand["unique_id_l"], cand["unique_id_r"]),
+                           np.maximum(cand["unique_id_l"], cand["unique_id_r"])))
+            cand = cand[[k not in done for k in key]]
+        cand = cand.iloc[np.argsort(np.abs(cand["match_weight"].to_numpy()), kind="stable")[:n]]
+        L, R = cand["unique_id_l"].to_numpy(), cand["unique_id_r"].to_numpy()
+        rid, src = self._rec["record_id"].to_numpy(), self._rec["source"].to_numpy()
+        m = self._masked_rec
+        cust = self._labels
+        out = pd.DataFrame({"record_id_l": rid[L], "record_id_r": rid[R], "source_l": src[L], "source_r": src[R]})
+        for c in m.columns:
+            out[f"{c}_l"] = m[c].to_numpy()[L]
+            out[f"{c}_r"] = m[c].to_numpy()[R]
+        out["match_probability"] = cand["match_probability"].round(3).to_numpy()
+        out["joined_now"] = cust[L] == cust[R]
+        out["label"] = ""
+        return out.reset_index(drop=True)
+
     def recluster(self, threshold: float) -> pd.DataFrame:
         """``links_`` as it would be at another threshold (the scored pairs are reused)."""
         self._check_fitted()
@@ -1313,6 +1398,73 @@ class IdentityResolver:
     def _check_fitted(self):
         if not hasattr(self, "links_"):
             raise IdentityInputError("the resolver is not fitted yet: call fit(identities) first")
+
+
+_MATCH_WORDS = {"match": True, "yes": True, "y": True, "true": True, "1": True, "same": True,
+                "no match": False, "no": False, "n": False, "false": False, "0": False, "different": False,
+                "non-match": False, "nonmatch": False, "no_match": False}
+
+
+def read_labels(labels) -> pd.DataFrame:
+    """A labels file (CSV or Parquet path) or DataFrame -> ``record_id_l``, ``record_id_r``, ``match``.
+
+    The file :meth:`IdentityResolver.review_pairs` writes, with its ``label`` column
+    filled in: ``match`` / ``no match`` (also yes/no, true/false, 1/0). Rows with an
+    empty label are skipped (not yet reviewed); any other value is an error naming the
+    file, the column and the number of bad rows. When a pair is labelled twice, the
+    last label counts.
+    """
+    where = "labels"
+    if isinstance(labels, (str, bytes)) or hasattr(labels, "__fspath__"):
+        from pathlib import Path
+
+        path = Path(labels)
+        where = str(path)
+        if not path.exists():
+            raise IdentityInputError(f"{where}: labels file not found")
+        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+    elif isinstance(labels, pd.DataFrame):
+        df = labels
+    else:
+        raise IdentityInputError(f"labels must be a path or a DataFrame, got {type(labels).__name__}")
+    missing = [c for c in ("record_id_l", "record_id_r", "label") if c not in df]
+    if missing:
+        raise IdentityInputError(f"{where}: missing column(s) {missing} (expected record_id_l, record_id_r, label)")
+    raw = df["label"]
+    txt = raw.map(lambda v: v if isinstance(v, str) else ("" if pd.isna(v) else str(int(v)) if isinstance(v, (bool, np.bool_)) or float(v).is_integer() else str(v)))
+    txt = txt.str.strip().str.lower()
+    done = txt.ne("")
+    val = txt[done].map(_MATCH_WORDS)
+    bad = val.isna()
+    if bad.any():
+        raise IdentityInputError(
+            f"{where}: column 'label' has {int(bad.sum())} row(s) that are not 'match' or 'no match' "
+            f"(e.g. {sorted(set(raw[done][bad].astype(str)))[:3]})")
+    out = pd.DataFrame({"record_id_l": df.loc[done, "record_id_l"].astype("str").str.strip().to_numpy(),
+                        "record_id_r": df.loc[done, "record_id_r"].astype("str").str.strip().to_numpy(),
+                        "match": val.astype(bool).to_numpy()})
+    if out[["record_id_l", "record_id_r"]].isna().any(axis=None):
+        raise IdentityInputError(f"{where}: {int(out[['record_id_l', 'record_id_r']].isna().any(axis=1).sum())} "
+                                 "labelled row(s) lack record_id_l or record_id_r")
+    key = np.where(out["record_id_l"] < out["record_id_r"], out["record_id_l"] + "\x1f" + out["record_id_r"],
+                   out["record_id_r"] + "\x1f" + out["record_id_l"])
+    return out[~pd.Series(key).duplicated(keep="last").to_numpy()].reset_index(drop=True)
+
+
+def _masked(rec: pd.DataFrame) -> pd.DataFrame:
+    """What a reviewer may see of each record: ``b***@gmail.com``, the phone's last four
+    digits, the name's initials, the city and the month the record was created."""
+    user = rec["email_user"]
+    email = (user.str[0] + "***@" + rec["email_domain"]).where(rec["email"].notna())
+    phone = ("***" + rec["phone"].str[-4:]).where(rec["phone"].notna())
+    initials = rec["name"].str.split(" ").map(
+        lambda parts: " ".join(p[0].upper() + "." for p in parts if p) if isinstance(parts, list) else None)
+    out = pd.DataFrame({"email": email.astype("str"), "phone": phone.astype("str"),
+                        "name": initials.astype("str"), "city": rec["city"].astype("str")})
+    if "created_at" in rec:
+        ts = pd.to_datetime(rec["created_at"], utc=True, errors="coerce")
+        out["created"] = ts.dt.strftime("%Y-%m").astype("str")
+    return out
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
