@@ -331,9 +331,11 @@ def prepare(identities: pd.DataFrame) -> Prepared:
 # ---------------------------------------------------------------------------------
 
 def _given_ok(a: str, b: str) -> str:
-    """SQL: two given names can be one person's: equal, a typo apart, or one an initial
+    """SQL: two given names can be one person's: equal, a typo apart (close by Jaro-Winkler,
+    or one edit apart when both have four letters or more: ``lras`` / ``laras``), or one an initial
     or a short form of the other (``b`` / ``budi``, ``bud`` / ``budi``)."""
     return (f"({a} = {b} OR jaro_winkler_similarity({a}, {b}) >= 0.88 "
+            f"OR (least(length({a}), length({b})) >= 4 AND damerau_levenshtein({a}, {b}) <= 1) "
             f"OR (length({a}) = 1 AND starts_with({b}, {a})) OR (length({b}) = 1 AND starts_with({a}, {b})) "
             f"OR (length({a}) >= 3 AND starts_with({b}, {a})) OR (length({b}) >= 3 AND starts_with({a}, {b})))")
 
@@ -579,6 +581,7 @@ def _enrich(df: pd.DataFrame, lab: np.ndarray) -> pd.DataFrame:
     g = lab[out["unique_id"].to_numpy()]
     pos = np.arange(len(out))
     for cols in _FIELD_SETS:
+        cols = [c for c in cols if c in out]      # the parts a caller's table has
         have = out[cols[0]].notna().to_numpy()
         donor = pd.Series(pos[have]).groupby(g[have]).min()          # group -> first row that has it
         d = pd.Series(g).map(donor).to_numpy()

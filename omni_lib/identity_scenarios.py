@@ -190,8 +190,10 @@ def generate(mix: Mix | str, people: int | None = None, seed: int | None = None)
     # most often), under an older address
     extra = np.flatnonzero(rng.random(n) < mix.second_account)
     if len(extra):
-        w = np.array([0.45, 0.15, 0.3, 0.05, 0.05])
-        xs = rng.choice(len(SOURCES), size=len(extra), p=w)
+        # in one of the systems the person uses (web, app or marketplace most often)
+        w = use[extra] * np.array([0.45, 0.15, 0.3, 0.05, 0.05]) + 1e-12
+        cum = np.cumsum(w / w.sum(axis=1, keepdims=True), axis=1)
+        xs = np.minimum((cum < rng.random(len(extra))[:, None]).sum(axis=1), len(SOURCES) - 1)
         pid = np.r_[pid, extra]
         sj = np.r_[sj, xs]
         second = np.r_[second, np.ones(len(extra), dtype=bool)]
