@@ -60,6 +60,7 @@ _TOP_KEYS = (
     "channels",
     "params",
     "mode",
+    "identity",
 )
 _DATA_KEYS = ("format", "root", "database", "tables")
 # Per-table keys. ``format`` lets one CSV table sit beside Parquet ones;
@@ -121,6 +122,9 @@ class Config:
     notes: list[str] = field(default_factory=list)  # non-fatal remarks for the user
     extra: dict[str, Any] = field(default_factory=dict)  # unknown top-level keys, kept
     mode: str | None = None  # "sample" | "production"; None = decided from the data (omni_lib.privacy)
+    # identity resolution settings, as IdentityResolver keyword arguments:
+    # {"one_record_per_source": bool | {source: bool}, "labels": Path | None}
+    identity: dict[str, Any] = field(default_factory=lambda: {"one_record_per_source": False, "labels": None})
 
     # -- convenience -------------------------------------------------------------
     @property
@@ -283,6 +287,8 @@ def _parse(raw: Mapping[str, Any], base: Path, path: Path | None) -> Config:
         raise ConfigError(f"mode: expected sample or production, got {mode!r} (sample = the bundled "
                           "generated data; production = real data, needs OMNI_PSEUDONYM_KEY)")
 
+    identity = _parse_identity(raw.get("identity"), base)
+
     # data
     if "data" not in raw:
         raise ConfigError("data: missing; it says where your tables are (data.format, data.root, data.tables)")
@@ -319,7 +325,27 @@ def _parse(raw: Mapping[str, Any], base: Path, path: Path | None) -> Config:
     return Config(format=fmt, root=root.resolve(), database=database.resolve() if database else None,
                   tables=tables, timezone=tz, currency=currency, data_end=data_end,
                   allow_mixed_offsets=allow_mixed, channels=channels, params=dict(params),
-                  path=path, notes=notes, extra=extra, mode=mode)
+                  path=path, notes=notes, extra=extra, mode=mode, identity=identity)
+
+
+def _parse_identity(raw, base: Path) -> dict[str, Any]:
+    """``identity:``: ``one_record_per_source`` (true/false, or per source) and ``labels``."""
+    spec = _mapping(raw, "identity")
+    _check_keys(spec, ("one_record_per_source", "labels"), "identity")
+    one = spec.get("one_record_per_source", False)
+    if isinstance(one, Mapping):
+        bad = {k: v for k, v in one.items() if not isinstance(v, bool)}
+        if bad:
+            raise ConfigError(f"identity.one_record_per_source: expected true or false per source, got {bad}")
+        one = {str(k): v for k, v in one.items()}
+    elif one is None:
+        one = False
+    elif not isinstance(one, bool):
+        raise ConfigError("identity.one_record_per_source: expected true, false or a mapping "
+                          f"source: true/false, got {one!r}")
+    labels = spec.get("labels")
+    return {"one_record_per_source": one,
+            "labels": _resolve(base, labels, "identity.labels") if labels not in (None, "") else None}
 
 
 def _parse_table(name: str, spec, where: str, fmt: str) -> TableConfig:
