@@ -7,8 +7,11 @@ This module links them into one unified customer per person:
 1. **Normalise** the keys (:func:`normalize_email`, :func:`normalize_phone` to E.164,
    :func:`normalize_name`, :func:`normalize_loyalty`). Values that cannot be read
    (``budi@@mail``, ``0812-12``) are counted as malformed and not used as keys.
-2. **Deterministic links** on keys that name one person: the same phone number
-   (E.164) or the same loyalty card. (An identical e-mail address is strong evidence
+2. **Deterministic links** on keys that name one person: the same loyalty card, and
+   the same phone number (E.164) unless several people use it: a number whose records
+   carry given names that cannot be one person's (``siti`` and ``budi``, households and
+   families) links only records with the same given name (:func:`_household_phones`);
+   its other records go to the probabilistic step. (An identical e-mail address is strong evidence
    but not proof here: first-name addresses such as ``amelia@gmail.com`` are shared by
    different people, so e-mail goes to the probabilistic step, where a common address
    counts for less than a rare one.)
@@ -16,13 +19,18 @@ This module links them into one unified customer per person:
    without labels: the share of matching pairs from the deterministic rules, the
    ``u`` probabilities from random pairs (less the matching pairs that random
    sampling also draws; for identical keys counted among records of one source,
-   which are never one person), the ``m`` probabilities by expectation-maximisation
+   which are seldom one person: an upper bound, so a key's weight errs low), the
+   ``m`` probabilities by expectation-maximisation
    (those of the pairs of sources instead from the pairs that share a phone, weighted
    for how often each source records one: :func:`_source_pair_m`); term-frequency
    adjustments for e-mail, name and city (each value counted once per deterministic
-   group, the pair's own two groups left out: :func:`_tf_table`). Comparisons: e-mail (also the same user name with another
-   number), phone, loyalty card, name, city, the pair of sources and when each record
-   was created. A record is compared with what its deterministic group knows: a field it
+   group, the pair's own two groups left out: :func:`_tf_table`). Comparisons: e-mail
+   (also the same user name with another number; gmail dots and ``+tags`` ignored),
+   phone (the same number with given names of two people is a level of its own, as is
+   a number several people use), loyalty card, name (given names of two people; one
+   name the other with an initial, ``b santoso`` / ``budi s``), city, the pair of
+   sources (and the same source, ``m`` learned) and when each record was created.
+   Blocking: each key, a full name with its city, and a rare full name on its own. A record is compared with what its deterministic group knows: a field it
    lacks (a store card without a city, a WhatsApp number without a name) is taken
    from the other records that share its phone or card.
 4. **Connected components** over deterministic and probabilistic links: one
@@ -34,7 +42,11 @@ malformed e-mails and phones are counted per column; rows sharing a ``record_id`
 are the same source record and are linked to each other (and counted).
 
 Quality against a planted truth (the sample retailer's ``truth/identity_links``):
-:func:`pairwise_quality` (pairwise precision, recall, F1, cluster purity).
+:func:`pairwise_quality` (pairwise precision, recall, F1, cluster purity). Without a
+truth: :meth:`IdentityResolver.estimated_quality` (``quality_``), the precision, recall
+and F1 the model expects from its own match probabilities. Clerical review:
+:meth:`IdentityResolver.review_pairs` (masked), labels back through ``labels=``.
+Varied test data with known people: :mod:`omni_lib.identity_scenarios`.
 
 Privacy: the resolved table holds no raw e-mail, phone or name: right after linking
 the keys are replaced by keyed hashes (:func:`omni_lib.privacy.pseudonymise`).
@@ -816,9 +828,14 @@ def _given_disagree_rate(df: pd.DataFrame) -> float | None:
         _quiet(con)
         con.register("t", sub.assign(i=np.arange(len(sub))))
         dis = _GIVEN_DISAGREE.replace("given_l", "a.given").replace("given_r", "b.given")
-        n, k = con.execute(f"""SELECT count(*), count(*) FILTER (WHERE {dis}) FROM t a JOIN t b
-                               ON a.i < b.i AND (a.loyalty = b.loyalty OR (a.email = b.email AND a.email_personal))
-                            """).fetchone()
+        # two equi-joins (an OR in the join condition would compare every pair of records)
+        n, k = con.execute(f"""WITH p AS (
+                                   SELECT a.i AS x, b.i AS y, {dis} AS d FROM t a JOIN t b
+                                   ON a.loyalty = b.loyalty AND a.i < b.i
+                                   UNION
+                                   SELECT a.i, b.i, {dis} FROM t a JOIN t b
+                                   ON a.email = b.email AND a.email_personal AND a.i < b.i)
+                               SELECT count(*), count(*) FILTER (WHERE d) FROM p""").fetchone()
     finally:
         con.close()
     return (k + 0.5) / (n + 1) if n else None
@@ -866,10 +883,28 @@ class IdentityResolver:
         model expects from its own probabilities (the sum of the probabilities of the
         pairs it joins, against the sum over all scored pairs) peaks at 0.496 on the
         sample retailer.
-    one_record_per_source : bool
-        Treat each channel system as holding at most one record per person (a web
-        shop has one account per person, a loyalty scheme one card): two groups that
-        both hold a record of the same source are never joined. Default True.
+    one_record_per_source : bool or mapping source -> bool
+        Treat a channel system as holding at most one record per person (a loyalty
+        scheme with one card per person): two groups that both hold a record of such a
+        source are never joined. Default False: a second account in one system (a web
+        account under an older e-mail) may join its owner's records, but only against
+        the evidence that two records of one system are seldom one person (the source
+        comparison's "same source" weight, whose ``m`` is learned from records of one
+        system sharing a phone, counts once per system the two groups both hold). A
+        mapping sets it per source (unlisted sources: False). ``omni.yaml``:
+        ``identity.one_record_per_source``.
+    labels : DataFrame, path or None
+        Reviewed pairs (``record_id_l``, ``record_id_r``, ``label`` = match / no match;
+        the file :meth:`review_pairs` / ``omni identity-review`` writes, filled in;
+        :func:`read_labels`). Labelled matches are joined before clustering, labelled
+        non-matches never end in one customer (unless one deterministic group holds
+        both). With at least ``min_label_matches_for_m`` labelled matches, Splink's
+        labelled-pair estimation (``estimate_m_from_pairwise_labels``) sets ``m``
+        instead of EM. ``omni.yaml``: ``identity.labels``.
+    min_label_matches_for_m : int
+        Default 500: a few hundred of the most uncertain pairs are no fair sample of
+        one person's pairs of records (on the tuning mix ``tune_households``, m from 200
+        of them gave the same F1 as EM's and a worse self-estimate).
     tf_weight_name_only : float
         Weight of the term-frequency adjustment for name-only e-mail addresses
         (1 = full adjustment; 0.5 = halfway: such an address is shared by namesakes,
