@@ -1492,13 +1492,11 @@ def read_labels(labels) -> pd.DataFrame:
 def _masked(rec: pd.DataFrame) -> pd.DataFrame:
     """What a reviewer may see of each record: ``b***@gmail.com``, the phone's last four
     digits, the name's initials, the city and the month the record was created."""
-    user = rec["email_user"]
-    email = (user.str[0] + "***@" + rec["email_domain"]).where(rec["email"].notna())
-    phone = ("***" + rec["phone"].str[-4:]).where(rec["phone"].notna())
-    initials = rec["name"].str.split(" ").map(
-        lambda parts: " ".join(p[0].upper() + "." for p in parts if p) if isinstance(parts, list) else None)
-    out = pd.DataFrame({"email": email.astype("str"), "phone": phone.astype("str"),
-                        "name": initials.astype("str"), "city": rec["city"].astype("str")})
+    m = _run_sql(rec[["email_user", "email_domain", "phone", "name"]],
+                 "left(email_user, 1) || '***@' || email_domain AS email, '***' || right(phone, 4) AS phone, "
+                 "upper(regexp_replace(name, '([a-z])[a-z]*', '\\1.', 'g')) AS name")
+    out = pd.DataFrame({"email": _as_str(m["email"]), "phone": _as_str(m["phone"]),
+                        "name": _as_str(m["name"]), "city": rec["city"].astype("str")})
     if "created_at" in rec:
         ts = pd.to_datetime(rec["created_at"], utc=True, errors="coerce")
         out["created"] = ts.dt.strftime("%Y-%m").astype("str")
