@@ -158,8 +158,8 @@ def _run_sql(frame: pd.DataFrame, select: str) -> pd.DataFrame:
     try:
         con.execute("SET preserve_insertion_order = true")
         _quiet(con)
-        con.register("t", frame)
-        out = con.execute(f"SELECT {select} FROM t").df()
+        con.register("t", frame.assign(_row=np.arange(len(frame), dtype=np.int64)))
+        out = con.execute(f"SELECT {select} FROM t ORDER BY _row").df()
     finally:
         con.close()
     out.index = frame.index
@@ -283,7 +283,8 @@ def prepare(identities: pd.DataFrame) -> Prepared:
              "nullif(regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[0-9]', '', 'g'), '') AS email_shape, "
              "phone, loyalty, name, split_part(name, ' ', 1) AS first_name, "
              # the given name for telling people apart on one phone: a title alone ('ibu') is none
-             f"CASE WHEN split_part(name, ' ', 1) NOT IN ({', '.join(_q(t) for t in TITLES)}) "
+             # (a regular expression, not NOT IN (...): DuckDB plans a long IN list as a join)
+             f"CASE WHEN NOT regexp_full_match(split_part(name, ' ', 1), {_q('(?:' + '|'.join(TITLES) + ')')}) "
              "THEN split_part(name, ' ', 1) END AS given, "
              "CASE WHEN contains(name, ' ') THEN regexp_extract(name, ' ([^ ]+)$', 1) END AS last_name, "
              "city, bad_email, bad_phone")
@@ -293,8 +294,9 @@ def prepare(identities: pd.DataFrame) -> Prepared:
     try:
         con.execute("SET preserve_insertion_order = true")
         _quiet(con)
-        con.register("t", src)
-        norm = con.execute(f"SELECT {outer} FROM (SELECT {inner} FROM t)").df()
+        # rows in input order whatever the plan (a join in the plan may reorder them)
+        con.register("t", src.assign(_row=np.arange(n, dtype=np.int64)))
+        norm = con.execute(f"SELECT {outer} FROM (SELECT _row, {inner} FROM t) ORDER BY _row").df()
     finally:
         con.close()
     bad_email = norm.pop("bad_email").astype(bool)
