@@ -88,6 +88,34 @@ def _cmd_prepare(args) -> int:
     return 0
 
 
+def _cmd_identity_review(args) -> int:
+    from .config import ConfigError
+    from .identity import IdentityInputError, IdentityResolver
+    from .io import load
+    from .schema import ContractError
+
+    try:
+        ds = load(args.config, tables=["identities"])
+        ids = ds.tables.get("identities")
+        if ids is None:
+            print("config error: no identities table is configured (data.tables.identities)", file=sys.stderr)
+            return 2
+        res = IdentityResolver(**ds.config.identity).fit(ids)
+    except (ConfigError, IdentityInputError, ContractError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    review = res.review_pairs(args.n)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    review.to_csv(out, index=False)
+    q = res.quality_
+    print(f"{len(review):,} pairs to review -> {out} (values masked). Fill in 'label' with 'match' or "
+          f"'no match' and set identity.labels: {out} in the config; they are used on the next fit.")
+    print(f"estimated without labels: precision {q['precision']:.3f}, recall {q['recall']:.3f}, "
+          f"F1 {q['f1']:.3f}; {q['uncertain_pairs']:,} uncertain pairs")
+    return 0
+
+
 def _cmd_run(args) -> int:
     from .runner import RunError, RunInterrupted, parse_overrides, run
 
@@ -352,6 +380,26 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--no-resolve", action="store_true",
                    help="skip identity resolution: only the identity records their orders name")
     x.set_defaults(func=_cmd_export)
+
+    ir = sub.add_parser(
+        "identity-review", formatter_class=_FMT,
+        help="export the identity pairs the resolver is least sure about, masked, for labelling",
+        description=_dedent("""
+            Clerical review of identity resolution. Resolves the configured identities and
+            writes the N pairs of records closest to an even chance to a CSV, with masked
+            values only (b***@gmail.com, the last 4 phone digits, initials, city, month
+            created). Fill in the 'label' column with 'match' or 'no match' (leave empty to
+            skip) and point identity.labels in omni.yaml at the file: the next resolution
+            joins or keeps apart the labelled pairs (and, with 500 or more labelled matches,
+            learns the model's m probabilities from them). Labels already given are not
+            asked again.
+        """),
+        epilog="example: omni identity-review --n 200 --out data/identity_labels.csv",
+    )
+    ir.add_argument("--config", default=None, help="config file (default: $OMNI_CONFIG or ./omni.yaml)")
+    ir.add_argument("--n", type=int, default=200, help="number of pairs (default 200)")
+    ir.add_argument("--out", default="identity_review.csv", metavar="FILE", help="CSV to write")
+    ir.set_defaults(func=_cmd_identity_review)
     return p
 
 

@@ -62,6 +62,7 @@ _TOP_KEYS = (
     "mode",
     "store",
     "privacy",
+    "identity",
 )
 _DATA_KEYS = ("format", "root", "database", "tables")
 # Per-table keys. ``format`` lets one CSV table sit beside Parquet ones;
@@ -134,6 +135,9 @@ class Config:
     store_path: Path | None = None  # the prepared store (DuckDB file); default DEFAULT_STORE
     consent_default: bool | None = None  # consent of customers whose data records none
     found_by: str = ""  # how the config file was found (explicit path, $OMNI_CONFIG, ...)
+    # identity resolution settings, as IdentityResolver keyword arguments:
+    # {"one_record_per_source": bool | {source: bool}, "labels": Path | None}
+    identity: dict[str, Any] = field(default_factory=lambda: {"one_record_per_source": False, "labels": None})
 
     # -- convenience -------------------------------------------------------------
     @property
@@ -339,6 +343,7 @@ def _parse(raw: Mapping[str, Any], base: Path, path: Path | None) -> Config:
     consent_default = priv.get("consent_default")
     if consent_default is not None and not isinstance(consent_default, bool):
         raise ConfigError(f"privacy.consent_default: expected true or false, got {consent_default!r}")
+    identity = _parse_identity(raw.get("identity"), base)
 
     # data
     if "data" not in raw:
@@ -377,7 +382,27 @@ def _parse(raw: Mapping[str, Any], base: Path, path: Path | None) -> Config:
                   tables=tables, timezone=tz, currency=currency, data_end=data_end,
                   allow_mixed_offsets=allow_mixed, channels=channels, params=dict(params),
                   path=path, notes=notes, extra=extra, mode=mode, store_path=store_path.resolve(),
-                  consent_default=consent_default)
+                  consent_default=consent_default, identity=identity)
+
+
+def _parse_identity(raw, base: Path) -> dict[str, Any]:
+    """``identity:``: ``one_record_per_source`` (true/false, or per source) and ``labels``."""
+    spec = _mapping(raw, "identity")
+    _check_keys(spec, ("one_record_per_source", "labels"), "identity")
+    one = spec.get("one_record_per_source", False)
+    if isinstance(one, Mapping):
+        bad = {k: v for k, v in one.items() if not isinstance(v, bool)}
+        if bad:
+            raise ConfigError(f"identity.one_record_per_source: expected true or false per source, got {bad}")
+        one = {str(k): v for k, v in one.items()}
+    elif one is None:
+        one = False
+    elif not isinstance(one, bool):
+        raise ConfigError("identity.one_record_per_source: expected true, false or a mapping "
+                          f"source: true/false, got {one!r}")
+    labels = spec.get("labels")
+    return {"one_record_per_source": one,
+            "labels": _resolve(base, labels, "identity.labels") if labels not in (None, "") else None}
 
 
 def _parse_table(name: str, spec, where: str, fmt: str) -> TableConfig:

@@ -7,8 +7,11 @@ This module links them into one unified customer per person:
 1. **Normalise** the keys (:func:`normalize_email`, :func:`normalize_phone` to E.164,
    :func:`normalize_name`, :func:`normalize_loyalty`). Values that cannot be read
    (``budi@@mail``, ``0812-12``) are counted as malformed and not used as keys.
-2. **Deterministic links** on keys that name one person: the same phone number
-   (E.164) or the same loyalty card. (An identical e-mail address is strong evidence
+2. **Deterministic links** on keys that name one person: the same loyalty card, and
+   the same phone number (E.164) unless several people use it: a number whose records
+   carry given names that cannot be one person's (``siti`` and ``budi``, households and
+   families) links only records with the same given name (:func:`_household_phones`);
+   its other records go to the probabilistic step. (An identical e-mail address is strong evidence
    but not proof here: first-name addresses such as ``amelia@gmail.com`` are shared by
    different people, so e-mail goes to the probabilistic step, where a common address
    counts for less than a rare one.)
@@ -16,13 +19,18 @@ This module links them into one unified customer per person:
    without labels: the share of matching pairs from the deterministic rules, the
    ``u`` probabilities from random pairs (less the matching pairs that random
    sampling also draws; for identical keys counted among records of one source,
-   which are never one person), the ``m`` probabilities by expectation-maximisation
+   which are seldom one person: an upper bound, so a key's weight errs low), the
+   ``m`` probabilities by expectation-maximisation
    (those of the pairs of sources instead from the pairs that share a phone, weighted
    for how often each source records one: :func:`_source_pair_m`); term-frequency
    adjustments for e-mail, name and city (each value counted once per deterministic
-   group, the pair's own two groups left out: :func:`_tf_table`). Comparisons: e-mail (also the same user name with another
-   number), phone, loyalty card, name, city, the pair of sources and when each record
-   was created. A record is compared with what its deterministic group knows: a field it
+   group, the pair's own two groups left out: :func:`_tf_table`). Comparisons: e-mail
+   (also the same user name with another number; gmail dots and ``+tags`` ignored),
+   phone (the same number with given names of two people is a level of its own, as is
+   a number several people use), loyalty card, name (given names of two people; one
+   name the other with an initial, ``b santoso`` / ``budi s``), city, the pair of
+   sources (and the same source, ``m`` learned) and when each record was created.
+   Blocking: each key, a full name with its city, and a rare full name on its own. A record is compared with what its deterministic group knows: a field it
    lacks (a store card without a city, a WhatsApp number without a name) is taken
    from the other records that share its phone or card.
 4. **Connected components** over deterministic and probabilistic links: one
@@ -34,7 +42,11 @@ malformed e-mails and phones are counted per column; rows sharing a ``record_id`
 are the same source record and are linked to each other (and counted).
 
 Quality against a planted truth (the sample retailer's ``truth/identity_links``):
-:func:`pairwise_quality` (pairwise precision, recall, F1, cluster purity).
+:func:`pairwise_quality` (pairwise precision, recall, F1, cluster purity). Without a
+truth: :meth:`IdentityResolver.estimated_quality` (``quality_``), the precision, recall
+and F1 the model expects from its own match probabilities. Clerical review:
+:meth:`IdentityResolver.review_pairs` (masked), labels back through ``labels=``.
+Varied test data with known people: :mod:`omni_lib.identity_scenarios`.
 
 Privacy: the resolved table holds no raw e-mail, phone or name: right after linking
 the keys are replaced by keyed hashes (:func:`omni_lib.privacy.pseudonymise`).
@@ -55,6 +67,7 @@ from scipy.sparse.csgraph import connected_components
 __all__ = [
     "IdentityInputError",
     "IdentityResolver",
+    "read_labels",
     "normalize_email",
     "normalize_phone",
     "normalize_name",
@@ -145,8 +158,8 @@ def _run_sql(frame: pd.DataFrame, select: str) -> pd.DataFrame:
     try:
         con.execute("SET preserve_insertion_order = true")
         _quiet(con)
-        con.register("t", frame)
-        out = con.execute(f"SELECT {select} FROM t").df()
+        con.register("t", frame.assign(_row=np.arange(len(frame), dtype=np.int64)))
+        out = con.execute(f"SELECT {select} FROM t ORDER BY _row").df()
     finally:
         con.close()
     out.index = frame.index
@@ -251,10 +264,14 @@ def prepare(identities: pd.DataFrame) -> Prepared:
     src = pd.DataFrame({c: _as_str(col(c)).to_numpy() for c in ("email", "phone", "loyalty_id", "full_name", "city")})
     e, bad_e = _email_sql("email")
     p, bad_p = _phone_sql("phone", "62")
-    inner = (f"{e} AS email, {bad_e} AS bad_email, {p} AS phone, {bad_p} AS bad_phone, "
+    # a '+tag' ('budi+promo@gmail.com') is the same mailbox: dropped before any comparison
+    inner = (f"regexp_replace({e}, '\\+[^@]*@', '@') AS email, {bad_e} AS bad_email, {p} AS phone, {bad_p} AS bad_phone, "
              f"{_loyalty_sql('loyalty_id')} AS loyalty, {_name_sql('full_name')} AS name, "
              f"{_city_sql('city')} AS city")
     outer = ("email, regexp_extract(email, '^([^@]+)@', 1) AS email_user, "
+             # gmail ignores dots in the user name: 'budi.santoso7@gmail.com' = 'budisantoso7@...'
+             "CASE WHEN ends_with(email, '@gmail.com') OR ends_with(email, '@googlemail.com') "
+             "THEN replace(regexp_extract(email, '^([^@]+)@', 1), '.', '') || '@gmail.com' END AS email_nodots, "
              "regexp_extract(email, '@(.+)$', 1) AS email_domain, "
              # the letters of the user name: 'adi.setiawan5698' and 'adi_setiawan' -> 'adisetiawan'
              "nullif(regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[^a-z]', '', 'g'), '') AS email_stem, "
@@ -265,6 +282,10 @@ def prepare(identities: pd.DataFrame) -> Prepared:
              # 'adisetiawan12' -> 'adisetiawan' (another way of writing, often another person)
              "nullif(regexp_replace(regexp_extract(email, '^([^@]+)@', 1), '[0-9]', '', 'g'), '') AS email_shape, "
              "phone, loyalty, name, split_part(name, ' ', 1) AS first_name, "
+             # the given name for telling people apart on one phone: a title alone ('ibu') is none
+             # (a regular expression, not NOT IN (...): DuckDB plans a long IN list as a join)
+             f"CASE WHEN NOT regexp_full_match(split_part(name, ' ', 1), {_q('(?:' + '|'.join(TITLES) + ')')}) "
+             "THEN split_part(name, ' ', 1) END AS given, "
              "CASE WHEN contains(name, ' ') THEN regexp_extract(name, ' ([^ ]+)$', 1) END AS last_name, "
              "city, bad_email, bad_phone")
     import duckdb
@@ -273,8 +294,9 @@ def prepare(identities: pd.DataFrame) -> Prepared:
     try:
         con.execute("SET preserve_insertion_order = true")
         _quiet(con)
-        con.register("t", src)
-        norm = con.execute(f"SELECT {outer} FROM (SELECT {inner} FROM t)").df()
+        # rows in input order whatever the plan (a join in the plan may reorder them)
+        con.register("t", src.assign(_row=np.arange(n, dtype=np.int64)))
+        norm = con.execute(f"SELECT {outer} FROM (SELECT _row, {inner} FROM t) ORDER BY _row").df()
     finally:
         con.close()
     bad_email = norm.pop("bad_email").astype(bool)
@@ -319,14 +341,61 @@ def prepare(identities: pd.DataFrame) -> Prepared:
 
 
 # ---------------------------------------------------------------------------------
+# shared phones: a number several people use (households, families)
+# ---------------------------------------------------------------------------------
+
+def _given_ok(a: str, b: str) -> str:
+    """SQL: two given names can be one person's: equal, a typo apart (close by Jaro-Winkler,
+    or one edit apart when both have four letters or more: ``lras`` / ``laras``), or one an initial
+    or a short form of the other (``b`` / ``budi``, ``bud`` / ``budi``)."""
+    return (f"({a} = {b} OR jaro_winkler_similarity({a}, {b}) >= 0.88 "
+            f"OR (least(length({a}), length({b})) >= 4 AND damerau_levenshtein({a}, {b}) <= 1) "
+            f"OR (length({a}) = 1 AND starts_with({b}, {a})) OR (length({b}) = 1 AND starts_with({a}, {b})) "
+            f"OR (length({a}) >= 3 AND starts_with({b}, {a})) OR (length({b}) >= 3 AND starts_with({a}, {b})))")
+
+
+def _household_phones(rec: pd.DataFrame) -> np.ndarray:
+    """Per record: its phone number is used by several people (two given names on
+    records with that number that cannot be one person's: ``siti`` and ``budi``).
+
+    Households and families often share one number across their accounts; such a number
+    names no one person, so it is no deterministic key. Counted on the distinct
+    (number, given name) pairs, so a number on a thousand records costs little.
+    """
+    import duckdb
+
+    sub = rec.loc[rec["phone"].notna() & rec["given"].notna(), ["phone", "given"]].drop_duplicates()
+    if sub.empty:
+        return np.zeros(len(rec), dtype=bool)
+    con = duckdb.connect()
+    try:
+        _quiet(con)
+        con.register("g", sub)
+        shared = con.execute(f"SELECT DISTINCT a.phone FROM g a JOIN g b ON a.phone = b.phone AND a.given < b.given "
+                             f"WHERE NOT {_given_ok('a.given', 'b.given')}").df()["phone"]
+    finally:
+        con.close()
+    return rec["phone"].isin(set(shared)).to_numpy()
+
+
+# ---------------------------------------------------------------------------------
 # the resolver
 # ---------------------------------------------------------------------------------
 
 #: blocking rules (which pairs are compared at all): each names a key two records share
 BLOCKING = (
-    ("phone",), ("loyalty",), ("email",), ("email_user",), ("name", "city"),
+    ("phone",), ("loyalty",), ("email",), ("email_user",), ("email_nodots",), ("name", "city"),
 )
 _PERSONAL = "email_personal_l"   # the address carries a number of its own (see prepare())
+#: both records name a given name and the two cannot be one person's
+_GIVEN_DISAGREE = f"given_l IS NOT NULL AND given_r IS NOT NULL AND NOT {_given_ok('given_l', 'given_r')}"
+_PHONE_TWO_PEOPLE = "same phone, given names of two people"
+#: one name is the other with its given or last name written as an initial
+_INITIALS = ("(last_name_l = last_name_r AND least(length(first_name_l), length(first_name_r)) = 1 "
+             "AND left(first_name_l, 1) = left(first_name_r, 1)) OR "
+             "(first_name_l = first_name_r AND least(length(last_name_l), length(last_name_r)) = 1 "
+             "AND left(last_name_l, 1) = left(last_name_r, 1))")
+_PHONE_SHARED = "same phone, a number several people use"
 #: both e-mail user names have the same letters and they spell the (same) name:
 #: 'adi.setiawan5698' / 'adi.setiawan5715' / 'adisetiawan12' for "Adi Setiawan"
 _SAME_NAME_IN_USER = ("email_stem_l = email_stem_r AND name_l = name_r "
@@ -334,13 +403,15 @@ _SAME_NAME_IN_USER = ("email_stem_l = email_stem_r AND name_l = name_r "
 #: the fields a record takes from its deterministic group when it lacks them (see _enrich)
 _FIELD_SETS = (
     ("email", "email_user", "email_shape", "email_stem", "email_digits", "email_domain", "email_personal"),
-    ("phone",),
-    ("name", "first_name", "last_name"),
+    ("phone", "household_phone"),
+    ("name", "first_name", "last_name", "given", "rare_name"),
     ("city",),
 )
 #: lowest m of "another phone number": EM on a table where few people have a second
 #: number can find almost none, which would make one such pair a veto
 _PHONE_OTHER_M_FLOOR = 0.02
+#: a full name carried by at most this many records is a blocking key on its own
+_RARE_NAME_RECORDS = 20
 #: days between the creation of two records (created_at), closest level first
 _CREATED_DAYS = (7, 60, 365)
 #: m of "two records from the same source" (fixed: rarely one person, see _splink_settings)
@@ -389,9 +460,12 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
     p = _PERSONAL
     email = cl.CustomComparison(output_column_name="email", comparison_levels=[
         cll.NullLevel("email"),
-        cll.CustomLevel(f"email_l = email_r AND {p}", label_for_charts="same address with a personal number"),
+        cll.CustomLevel(f"(email_l = email_r OR email_nodots_l = email_nodots_r) AND {p}",
+                        label_for_charts="same address with a personal number"),
         cll.CustomLevel(f"email_user_l = email_user_r AND {p}",
                         label_for_charts="same user name with a personal number, other domain"),
+        cll.CustomLevel("email_nodots_l = email_nodots_r AND NOT email_l = email_r",
+                        label_for_charts="same gmail address apart from dots"),
         cll.CustomLevel("email_l = email_r", label_for_charts="same name-only address").configure(
             tf_adjustment_column="email", tf_adjustment_weight=tf_weight_name_only),
         cll.CustomLevel("email_user_l = email_user_r", label_for_charts="same name-only user name, other domain"
@@ -406,7 +480,10 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
         cll.ElseLevel(),
     ])
     phone = cl.CustomComparison(output_column_name="phone", comparison_levels=[
-        cll.NullLevel("phone"), cll.ExactMatchLevel("phone"), cll.ElseLevel()])
+        cll.NullLevel("phone"),
+        cll.CustomLevel(f"phone_l = phone_r AND {_GIVEN_DISAGREE}", label_for_charts=_PHONE_TWO_PEOPLE),
+        cll.CustomLevel("phone_l = phone_r AND household_phone_l", label_for_charts=_PHONE_SHARED),
+        cll.ExactMatchLevel("phone"), cll.ElseLevel()])
     loyalty = cl.CustomComparison(output_column_name="loyalty", comparison_levels=[
         cll.NullLevel("loyalty"), cll.ExactMatchLevel("loyalty"),
         cll.ElseLevel().configure(m_probability=0.02, fix_m_probability=True)])
@@ -418,7 +495,9 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
                         label_for_charts="implied by the e-mail user name").configure(
             is_null_level=True),
         cll.ExactMatchLevel("name", term_frequency_adjustments=True),
+        cll.CustomLevel(_GIVEN_DISAGREE, label_for_charts="given names of two people"),
         cll.JaroWinklerLevel("name", 0.92),
+        cll.CustomLevel(_INITIALS, label_for_charts="the same but for an initial ('b santoso', 'budi s')"),
         cll.CustomLevel("(last_name_l IS NULL OR last_name_r IS NULL) AND first_name_l = first_name_r",
                         label_for_charts="same first name, one has no last name"),
         cll.JaroWinklerLevel("name", 0.8),
@@ -449,6 +528,9 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
     # name + city only for full names: single names ("melati") in one city are too many
     # pairs on a large table and too little evidence to act on
     rules.append("l.name = r.name AND l.city = r.city AND l.last_name IS NOT NULL")
+    # a full name few records carry, whatever the city (often missing): bounded cost,
+    # at most _RARE_NAME_RECORDS^2 / 2 pairs per name
+    rules.append(block_on("rare_name"))
     # the same personal number at the same provider: catches typos in the letters
     rules.append("l.email_digits = r.email_digits AND l.email_domain = r.email_domain "
                  "AND length(l.email_digits) >= 3")
@@ -460,6 +542,42 @@ def _splink_settings(tf_weight_name_only: float, with_created: bool = True, sour
         retain_intermediate_calculation_columns=True,
         additional_columns_to_retain=[],
     )
+
+
+def _rare_name(rec: pd.DataFrame) -> pd.Series:
+    """A full name carried by at most ``_RARE_NAME_RECORDS`` records (else missing)."""
+    full = rec["name"].where(rec["last_name"].notna())
+    return full.where(full.map(full.value_counts()).le(_RARE_NAME_RECORDS)).astype("str")
+
+
+def _blocking_coverage(rec: pd.DataFrame, det_lab: np.ndarray) -> float | None:
+    """Share of one person's pairs of records that a blocking rule other than phone and
+    card would compare: the pairs inside deterministic groups (known to be one person
+    without labels) that share an e-mail, a user name, a full name and city, a rare full
+    name or a personal number at one provider. The pairs that share no phone or card
+    are found only through these rules, so about this share of them is ever scored
+    (an estimate from the records as they are, before :func:`_enrich` completes them:
+    it errs low, which makes the estimated recall err low). None without such pairs.
+    """
+    size = np.bincount(det_lab)[det_lab]
+    r = rec.loc[size > 1, ["row"]].assign(g=det_lab[size > 1])
+    if r.empty:
+        return None
+    pairs = r.merge(r, on="g")
+    pairs = pairs[pairs["row_x"] < pairs["row_y"]]
+    if len(pairs) > 2_000_000:
+        pairs = pairs.sample(2_000_000, random_state=0)
+    full = rec["name"].where(rec["last_name"].notna())
+    digits = rec["email_digits"].where(rec["email_digits"].str.len() >= 3)
+    keys = [rec["email"], rec["email_user"], rec["email_nodots"], _rare_name(rec),
+            full + "|" + rec["city"], digits + "|" + rec["email_domain"]]
+    hit = np.zeros(len(pairs), dtype=bool)
+    x, y = pairs["row_x"].to_numpy(), pairs["row_y"].to_numpy()
+    for k in keys:
+        v = k.to_numpy(dtype=object)
+        a, b = v[x], v[y]
+        hit |= pd.notna(a) & (a == b)
+    return float(hit.mean())
 
 
 def _enrich(df: pd.DataFrame, lab: np.ndarray) -> pd.DataFrame:
@@ -477,6 +595,7 @@ def _enrich(df: pd.DataFrame, lab: np.ndarray) -> pd.DataFrame:
     g = lab[out["unique_id"].to_numpy()]
     pos = np.arange(len(out))
     for cols in _FIELD_SETS:
+        cols = [c for c in cols if c in out]      # the parts a caller's table has
         have = out[cols[0]].notna().to_numpy()
         donor = pd.Series(pos[have]).groupby(g[have]).min()          # group -> first row that has it
         d = pd.Series(g).map(donor).to_numpy()
@@ -525,14 +644,40 @@ def _same_source_u(df: pd.DataFrame) -> dict:
                           ("same name-only user name, other domain", ~personal)):
             k = pairs_sharing(["email_user"], cond) - pairs_sharing(["email"], cond)
             out[("email", lbl)] = (k + 0.5) / e_all
-    for col, lbl in (("phone", "Exact match on phone"), ("loyalty", "Exact match on loyalty")):
-        d = pairs_with(col)
-        if d:
-            out[(col, lbl)] = (pairs_sharing([col], df[col].notna().to_numpy()) + 0.5) / d
+    d = pairs_with("loyalty")
+    if d:
+        out[("loyalty", "Exact match on loyalty")] = (pairs_sharing(["loyalty"], df["loyalty"].notna().to_numpy())
+                                                      + 0.5) / d
+    d = pairs_with("phone")
+    if d:
+        for lbl, k in zip(("Exact match on phone", _PHONE_SHARED, _PHONE_TWO_PEOPLE), _phone_pairs_by_level(df)):
+            out[("phone", lbl)] = (k + 0.5) / d
     return out
 
 
-def _source_pair_m(df: pd.DataFrame, same_source_m: float) -> dict:
+def _phone_pairs_by_level(df: pd.DataFrame) -> tuple[float, float, float]:
+    """Pairs of records of one source that share a phone, by the phone comparison's
+    levels: (a number one person uses, one several people use, given names of two people)."""
+    import duckdb
+
+    sub = df.loc[df["phone"].notna(), ["source", "phone", "given", "household_phone"]]
+    if sub.empty:
+        return 0.0, 0.0, 0.0
+    con = duckdb.connect()
+    try:
+        _quiet(con)
+        con.register("t", sub.assign(i=np.arange(len(sub))))
+        disagree = _GIVEN_DISAGREE.replace("given_l", "a.given").replace("given_r", "b.given")
+        row = con.execute(f"""SELECT count(*) FILTER (WHERE {disagree}),
+                                     count(*) FILTER (WHERE NOT coalesce({disagree}, false) AND a.household_phone),
+                                     count(*) FILTER (WHERE NOT coalesce({disagree}, false) AND NOT a.household_phone)
+                              FROM t a JOIN t b ON a.source = b.source AND a.phone = b.phone AND a.i < b.i""").fetchone()
+    finally:
+        con.close()
+    return float(row[2]), float(row[1]), float(row[0])
+
+
+def _source_pair_m(df: pd.DataFrame, same_source_m: float | None = None) -> dict:
     """``m`` of each pair of sources: which channels one person's records come from.
 
     Learned by EM on the pairs that share a loyalty card or a phone, these came out
@@ -562,8 +707,29 @@ def _source_pair_m(df: pd.DataFrame, same_source_m: float) -> dict:
     for i, a in enumerate(srcs):
         for b in srcs[i + 1:]:
             w[f"sources {a} and {b}"] = (float(cnt.get((a, b), 0)) + 0.5) / (cov[a] * cov[b])
-    total = sum(w.values())
-    return {lbl: (1 - same_source_m) * v / total for lbl, v in w.items()}
+    if same_source_m is not None:
+        total = sum(w.values())
+        return {lbl: (1 - same_source_m) * v / total for lbl, v in w.items()}
+    # learned too: pairs of one source that share a phone and whose given names can be
+    # one person's (a second account under the same number), weighted the same way
+    import duckdb
+
+    sub = df.loc[df["phone"].notna(), ["source", "phone", "given"]]
+    con = duckdb.connect()
+    try:
+        _quiet(con)
+        con.register("t", sub.assign(i=np.arange(len(sub))))
+        dis = _GIVEN_DISAGREE.replace("given_l", "a.given").replace("given_r", "b.given")
+        within = dict(con.execute(f"""SELECT a.source, count(*) FROM t a JOIN t b ON a.source = b.source
+                                      AND a.phone = b.phone AND a.i < b.i WHERE NOT coalesce({dis}, false)
+                                      GROUP BY a.source""").fetchall())
+    finally:
+        con.close()
+    w_same = sum((float(within.get(a, 0)) + 0.5) / cov[a] ** 2 for a in srcs)
+    total = sum(w.values()) + w_same
+    out = {lbl: v / total for lbl, v in w.items()}
+    out["Exact match on source"] = w_same / total
+    return out
 
 
 def _tf_table(df: pd.DataFrame, groups: np.ndarray, col: str) -> pd.DataFrame:
@@ -596,7 +762,7 @@ def _tf_columns(model: Mapping) -> list[str]:
 
 
 def _adjust_model(model: dict, max_pairs: float, exact_u: dict | None = None,
-                  source_m: dict | None = None) -> dict:
+                  source_m: dict | None = None, given_disagree: float | None = None) -> dict:
     """Corrections to the trained model (returns a copy).
 
     * ``u`` without the matches: random sampling draws matching pairs too (about
@@ -630,7 +796,51 @@ def _adjust_model(model: dict, max_pairs: float, exact_u: dict | None = None,
                 lvl["u_probability"] = exact_u[key]
             elif lam and m is not None and u is not None:
                 lvl["u_probability"] = max((u - lam * m) / (1 - lam), min(u, 0.5 / max_pairs))
+    if given_disagree is not None:
+        # m of "same phone, given names of two people": EM never sees it (the phone block
+        # does not train the phone, the card block holds almost no shared phones), so it is
+        # the chance one person's two records carry given names that cannot be one person's
+        # (a nickname: 'titi' for 'siti') times the chance they share the phone
+        for c in model.get("comparisons", []):
+            if c["output_column_name"] != "phone":
+                continue
+            lv = {lvl.get("label_for_charts", ""): lvl for lvl in c["comparison_levels"]}
+            if _PHONE_TWO_PEOPLE in lv:
+                same = [lv[k] for k in ("Exact match on phone", _PHONE_SHARED) if k in lv]
+                m_same = sum(lvl.get("m_probability") or 0.0 for lvl in same)
+                for lvl in same:
+                    if lvl.get("m_probability"):
+                        lvl["m_probability"] *= 1 - given_disagree
+                lv[_PHONE_TWO_PEOPLE]["m_probability"] = max(m_same * given_disagree, 1e-6)
     return model
+
+
+def _given_disagree_rate(df: pd.DataFrame) -> float | None:
+    """Share of one person's pairs of records whose given names cannot be one person's.
+
+    Counted on the pairs that share a loyalty card or an e-mail address with a number of
+    its own (each names one person), without labels; half a pair added. None when there
+    are no such pairs with both given names.
+    """
+    import duckdb
+
+    sub = df.loc[df["given"].notna(), ["given", "loyalty", "email", "email_personal"]]
+    con = duckdb.connect()
+    try:
+        _quiet(con)
+        con.register("t", sub.assign(i=np.arange(len(sub))))
+        dis = _GIVEN_DISAGREE.replace("given_l", "a.given").replace("given_r", "b.given")
+        # two equi-joins (an OR in the join condition would compare every pair of records)
+        n, k = con.execute(f"""WITH p AS (
+                                   SELECT a.i AS x, b.i AS y, {dis} AS d FROM t a JOIN t b
+                                   ON a.loyalty = b.loyalty AND a.i < b.i
+                                   UNION
+                                   SELECT a.i, b.i, {dis} FROM t a JOIN t b
+                                   ON a.email = b.email AND a.email_personal AND a.i < b.i)
+                               SELECT count(*), count(*) FILTER (WHERE d) FROM p""").fetchone()
+    finally:
+        con.close()
+    return (k + 0.5) / (n + 1) if n else None
 
 
 def _components(n: int, edges: np.ndarray) -> np.ndarray:
@@ -675,10 +885,28 @@ class IdentityResolver:
         model expects from its own probabilities (the sum of the probabilities of the
         pairs it joins, against the sum over all scored pairs) peaks at 0.496 on the
         sample retailer.
-    one_record_per_source : bool
-        Treat each channel system as holding at most one record per person (a web
-        shop has one account per person, a loyalty scheme one card): two groups that
-        both hold a record of the same source are never joined. Default True.
+    one_record_per_source : bool or mapping source -> bool
+        Treat a channel system as holding at most one record per person (a loyalty
+        scheme with one card per person): two groups that both hold a record of such a
+        source are never joined. Default False: a second account in one system (a web
+        account under an older e-mail) may join its owner's records, but only against
+        the evidence that two records of one system are seldom one person (the source
+        comparison's "same source" weight, whose ``m`` is learned from records of one
+        system sharing a phone, counts once per system the two groups both hold). A
+        mapping sets it per source (unlisted sources: False). ``omni.yaml``:
+        ``identity.one_record_per_source``.
+    labels : DataFrame, path or None
+        Reviewed pairs (``record_id_l``, ``record_id_r``, ``label`` = match / no match;
+        the file :meth:`review_pairs` / ``omni identity-review`` writes, filled in;
+        :func:`read_labels`). Labelled matches are joined before clustering, labelled
+        non-matches never end in one customer (unless one deterministic group holds
+        both). With at least ``min_label_matches_for_m`` labelled matches, Splink's
+        labelled-pair estimation (``estimate_m_from_pairwise_labels``) sets ``m``
+        instead of EM. ``omni.yaml``: ``identity.labels``.
+    min_label_matches_for_m : int
+        Default 500: a few hundred of the most uncertain pairs are no fair sample of
+        one person's pairs of records (on the tuning mix ``tune_households``, m from 200
+        of them gave the same F1 as EM's and a worse self-estimate).
     tf_weight_name_only : float
         Weight of the term-frequency adjustment for name-only e-mail addresses
         (1 = full adjustment; 0.5 = halfway: such an address is shared by namesakes,
@@ -710,9 +938,12 @@ class IdentityResolver:
     timings_ : seconds per step.
     """
 
-    def __init__(self, threshold: float = 0.5, one_record_per_source: bool = True,
+    def __init__(self, threshold: float = 0.5, one_record_per_source: bool | Mapping[str, bool] = False,
                  tf_weight_name_only: float = 0.5, u_max_pairs: float = 1e6, seed: int = 42,
-                 key: bytes | None = None, predict_floor: float = 0.01, min_records_for_model: int = 200):
+                 key: bytes | None = None, predict_floor: float = 0.01, min_records_for_model: int = 200,
+                 labels=None, min_label_matches_for_m: int = 500):
+        self.labels = labels
+        self.min_label_matches_for_m = min_label_matches_for_m
         self.threshold = threshold
         self.one_record_per_source = one_record_per_source
         self.tf_weight_name_only = tf_weight_name_only
@@ -731,11 +962,17 @@ class IdentityResolver:
         prep = prepare(identities)
         rec = prep.records
         n = len(rec)
+        self._label_rows = self._labels_to_rows(rec)
         t["normalise"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        # rows sharing a record_id are one source record; phone and loyalty card name one person
-        det_edges = _key_edges(rec, ["record_id", "phone", "loyalty"])
+        # rows sharing a record_id are one source record; a loyalty card names one person, and
+        # so does a phone number unless several people use it (then only records with the
+        # same given name are linked by it; the rest go to the probabilistic step)
+        rec["household_phone"] = _household_phones(rec)
+        hh = rec["household_phone"].to_numpy()
+        rec["phone_key"] = rec["phone"].where(~hh, (rec["phone"] + "|" + rec["given"]).where(hh)).astype("str")
+        det_edges = _key_edges(rec, ["record_id", "phone_key", "loyalty"])
         det_lab = _components(n, det_edges)
         t["deterministic"] = time.perf_counter() - t0
 
@@ -747,10 +984,20 @@ class IdentityResolver:
         t0 = time.perf_counter()
         # from here on only codes of the keys are kept, never their values
         self._rec = rec[["row", "record_id", "source", "has_key"]].copy()
+        # masked forms for clerical review (never the raw values)
+        self._masked_rec = _masked(rec)
         self._key_codes = {k: (rec["row"].to_numpy()[rec[k].notna().to_numpy()], pd.factorize(rec[k].dropna())[0])
                            for k in ("email", "phone", "loyalty")}
+        # the initial of the given name: two groups whose records name only given names of
+        # other initials are two people (a WhatsApp number without a name on a household
+        # phone must not join the mother's group to the son's)
+        ini = rec["given"].str[0]
+        self._key_codes["given"] = (rec["row"].to_numpy()[ini.notna().to_numpy()], pd.factorize(ini.dropna())[0])
         self._det_lab = det_lab
         self._weights_else = _else_weights(model)
+        if "name" in self._weights_else:
+            self._weights_else["given"] = self._weights_else["name"]
+        self._weights_same = _level_weights(model, "source", "Exact match on source")
         cl = self._cluster(self.threshold, pairs)
         t["cluster"] = time.perf_counter() - t0
 
@@ -768,9 +1015,44 @@ class IdentityResolver:
         self.issues_ = prep.issues
         self.rounds_ = cl.rounds
         self.links_ = self._links(cl.labels)
+        self._labels = cl.labels
+        self._coverage = _blocking_coverage(rec, det_lab)
+        self.quality_ = self.estimated_quality()
         self.timings_ = {k: round(v, 3) for k, v in t.items()}
         self.counts_ = {**prep.counts, **self._link_counts()}
         return self
+
+    def _labels_to_rows(self, rec: pd.DataFrame) -> pd.DataFrame | None:
+        """The labelled pairs (``labels``) as rows of ``rec``; pairs naming an unknown record
+        id are counted in ``labels_unknown_`` and left out."""
+        self.labels_unknown_ = 0
+        if self.labels is None:
+            return None
+        lab = read_labels(self.labels)
+        first = pd.Series(rec["row"].to_numpy(), index=rec["record_id"].to_numpy())
+        first = first[~first.index.duplicated()]
+        rl = first.reindex(lab["record_id_l"].to_numpy()).to_numpy()
+        rr = first.reindex(lab["record_id_r"].to_numpy()).to_numpy()
+        known = ~(np.isnan(rl) | np.isnan(rr))
+        self.labels_unknown_ = int((~known).sum())
+        if self.labels_unknown_:
+            log.warning("labels: %d labelled pair(s) name a record_id not in the identities; left out",
+                        self.labels_unknown_)
+        return pd.DataFrame({"row_l": rl[known].astype(np.int64), "row_r": rr[known].astype(np.int64),
+                             "match": lab["match"].to_numpy()[known]})
+
+    def _one_per_source(self, sources: list) -> np.ndarray:
+        """Per source (in the given order): does it hold at most one record per person?"""
+        opt = self.one_record_per_source
+        if isinstance(opt, Mapping):
+            unknown = sorted(set(opt) - set(sources))
+            if unknown:
+                log.warning("one_record_per_source names source(s) not in the identities: %s", unknown)
+            return np.array([bool(opt.get(s, False)) for s in sources], dtype=bool)
+        if not isinstance(opt, (bool, np.bool_)):
+            raise IdentityInputError("one_record_per_source must be true/false or a mapping source -> true/false, "
+                                     f"got {opt!r}")
+        return np.full(len(sources), bool(opt), dtype=bool)
 
     def _score(self, rec: pd.DataFrame, det_lab: np.ndarray) -> tuple[pd.DataFrame, dict]:
         """Train the Splink model without labels and score the blocked pairs.
@@ -784,8 +1066,10 @@ class IdentityResolver:
         from splink import DuckDBAPI, Linker, block_on
 
         cols = ["row", "source", "email", "email_user", "email_shape", "email_stem", "email_digits", "email_domain",
-                "phone", "loyalty", "name", "first_name", "last_name", "city"]
+                "phone", "loyalty", "name", "first_name", "last_name", "city", "given", "household_phone",
+                "email_nodots"]
         df = rec[cols].rename(columns={"row": "unique_id"})
+        df["rare_name"] = _rare_name(rec)
         df["email_personal"] = df["email_digits"].str.len().gt(0).fillna(False).astype(bool)
         with_created = "created_at" in rec
         if with_created:
@@ -831,18 +1115,28 @@ class IdentityResolver:
                         linker.training.estimate_parameters_using_expectation_maximisation(br)
                     except Exception as e:  # too few pairs in a small table: keep the defaults
                         log.info("EM on %s skipped: %s", br, e)
+                lr = self._label_rows
+                if lr is not None:
+                    ok = in_model[lr["row_l"].to_numpy()] & in_model[lr["row_r"].to_numpy()] & lr["match"].to_numpy()
+                    self.label_m_used_ = bool(ok.sum() >= self.min_label_matches_for_m)
+                    if self.label_m_used_:
+                        # m from the pairs a person labelled as one person (Splink's
+                        # labelled-pair estimation), in place of EM's
+                        lab_tab = pd.DataFrame({"unique_id_l": lr["row_l"].to_numpy()[ok],
+                                                "unique_id_r": lr["row_r"].to_numpy()[ok]})
+                        linker.training.estimate_m_from_pairwise_labels(
+                            db.register(lab_tab, table_name="identity_labels"))
                 steps["train_m"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 # the trained model, corrected (_adjust_model), scores the completed records.
-                # The u of the exact-key levels is counted within sources only where each
-                # source holds one record per person; otherwise a within-source pair that
-                # shares a key may be one person's two accounts, and the sampled u (less its
-                # matches) is used. Rows sharing a record id are one record: counted once.
-                exact_u = (_same_source_u(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]])
-                           if self.one_record_per_source else None)
+                # The u of the exact-key levels is counted within sources (a within-source
+                # pair that shares a key may be one person's second account, which makes the
+                # count an upper bound: the key's weight errs low, never high). Rows sharing a
+                # record id are one record: counted once.
+                exact_u = _same_source_u(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]])
                 model = _adjust_model(linker.misc.save_model_to_json(), self.u_max_pairs, exact_u,
-                                      _source_pair_m(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]],
-                                                     _SAME_SOURCE_M))
+                                      _source_pair_m(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]]),
+                                      _given_disagree_rate(keyed[~rec["duplicate_record_id"].to_numpy()[in_model]]))
                 # term frequencies from the records as they are (a value copied into the
                 # other records of a group by _enrich would count once per copy), each
                 # value once per deterministic group
@@ -889,15 +1183,32 @@ class IdentityResolver:
         rec = self._rec
         n = len(rec)
         lab = self._det_lab.copy()
+        lr = self._label_rows
+        cannot = None
+        if lr is not None and len(lr):
+            must = lr[lr["match"]]
+            if len(must):   # labelled one person: joined before anything else
+                lab = _components(n, np.c_[lab[must["row_l"].to_numpy()], lab[must["row_r"].to_numpy()]])[lab]
+            cannot = lr.loc[~lr["match"], ["row_l", "row_r"]].to_numpy()
         if pairs.empty:
             return _Clustering(lab, 0)
         tw = np.log2(threshold / (1 - threshold))
         E = pairs[["unique_id_l", "unique_id_r"]].to_numpy()
         W = pairs["match_weight"].to_numpy()
-        null_at_pair = {k: (pairs[f"mw_{k}"].to_numpy() == 0) if f"mw_{k}" in pairs else np.zeros(len(pairs), bool)
-                        for k in ("email", "phone", "loyalty")}
-        src_codes = pd.Categorical(rec["source"]).codes.astype(np.int64)
-        use_sources = self.one_record_per_source and src_codes.max(initial=0) < 63
+        null_at_pair = {k: (pairs[f"mw_{c}"].to_numpy() == 0) if f"mw_{c}" in pairs else np.zeros(len(pairs), bool)
+                        for k, c in (("email", "email"), ("phone", "phone"), ("loyalty", "loyalty"),
+                                     ("given", "name"))}
+        cat = pd.Categorical(rec["source"])
+        src_codes = cat.codes.astype(np.int64)
+        one = self._one_per_source(list(cat.categories))
+        use_sources = bool(one.any()) and src_codes.max(initial=0) < 63
+        src_bits = np.where(one[src_codes], np.left_shift(1, src_codes), 0)
+        # the other sources: two groups that both hold a record of one source join only
+        # against that evidence too (two records of one system are seldom one person), which
+        # the best pair between them does not carry unless it is itself that same-source pair
+        soft = src_codes.max(initial=0) < 63 and "source" in self._weights_same
+        all_bits = np.left_shift(1, src_codes)
+        same_pair = (src_codes[E[:, 0]] == src_codes[E[:, 1]])
         key_rows = self._key_codes
         rounds = 0
         for rounds in range(1, 100):
@@ -909,10 +1220,22 @@ class IdentityResolver:
             ed = ed.sort_values(["w", "i"], ascending=[False, True]).drop_duplicates(["a", "b"])
             if use_sources:
                 mask = np.zeros(n, dtype=np.int64)
-                np.bitwise_or.at(mask, lab, np.left_shift(1, src_codes))
+                np.bitwise_or.at(mask, lab, src_bits)
                 ed = ed[(mask[ed["a"].to_numpy()] & mask[ed["b"].to_numpy()]) == 0]
+            if cannot is not None and len(cannot):
+                # labelled two people: their groups never join
+                ga, gb = lab[cannot[:, 0]], lab[cannot[:, 1]]
+                banned = pd.DataFrame({"a": np.minimum(ga, gb), "b": np.maximum(ga, gb)}).drop_duplicates()
+                ed = ed.merge(banned.assign(_x=True), on=["a", "b"], how="left")
+                ed = ed[ed["_x"].isna()].drop(columns="_x")
             w = ed["w"].to_numpy().copy()
             ea, eb, ei = ed["a"].to_numpy(), ed["b"].to_numpy(), ed["i"].to_numpy()
+            if soft:
+                amask = np.zeros(n, dtype=np.int64)
+                np.bitwise_or.at(amask, lab, all_bits)
+                both_src = amask[ea] & amask[eb]
+                k_over = _popcount(both_src)
+                w += (k_over - same_pair[ei].astype(np.int64)).clip(0) * self._weights_same["source"]
             for k, (rows, codes) in key_rows.items():
                 if len(rows) == 0 or k not in self._weights_else:
                     continue
@@ -979,6 +1302,106 @@ class IdentityResolver:
             "pairs_scored": int(len(self.pairs_)),
         }
 
+    def estimated_quality(self, labels: np.ndarray | None = None, low: float = 0.2, high: float = 0.8) -> dict:
+        """Pairwise precision, recall and F1 as the model itself expects them, without labels.
+
+        Each pair of records is one person with its match probability: 1 for two records
+        of one deterministic group, the scored probability for a scored pair, and for a
+        pair the clustering joined only through others (never scored itself) the mean
+        probability of the scored pairs inside its cluster. Expected correct pairs: the
+        sum over the pairs the clustering joins; expected true pairs: the sum over every
+        pair (deterministic and scored). The
+        true pairs never compared are estimated from how often one person's records share
+        a key other than phone or card (:func:`_blocking_coverage`): the scored mass is
+        scaled up by it (this errs low for recall on the data measured so far).
+
+        Also: ``uncertain_pairs`` (scored pairs between deterministic groups with
+        ``low <= p < high``), and ``uncertain_joined`` / ``uncertain_apart``, the expected
+        number of wrong decisions among them: a joined uncertain pair is wrong with
+        probability 1 - p, one left apart with p.
+        """
+        self._check_fitted()
+        lab = self._labels if labels is None else labels
+        det = self._det_lab
+        n = len(lab)
+
+        def c2(x):
+            x = np.asarray(x, dtype=np.float64)
+            return x * (x - 1) / 2
+
+        cl_pairs = pd.Series(c2(np.bincount(lab)))
+        # deterministic pairs, per cluster (a deterministic group lies inside one cluster)
+        dg = pd.DataFrame({"d": det, "c": lab}).groupby("d")["c"].agg(["first", "size"])
+        det_in = pd.Series(c2(dg["size"].to_numpy())).groupby(dg["first"].to_numpy()).sum()
+        p = self.pairs_
+        if len(p):
+            a, b = p["unique_id_l"].to_numpy(), p["unique_id_r"].to_numpy()
+            cross = det[a] != det[b]
+            pr = p["match_probability"].to_numpy()[cross]
+            ca, cb = lab[a][cross], lab[b][cross]
+            inside = ca == cb
+            sc = pd.DataFrame({"c": ca[inside], "p": pr[inside]}).groupby("c")["p"].agg(["sum", "size"])
+        else:
+            pr = np.zeros(0)
+            inside = np.zeros(0, dtype=bool)
+            sc = pd.DataFrame({"sum": pd.Series(dtype=float), "size": pd.Series(dtype=float)})
+        per = pd.DataFrame({"pairs": cl_pairs})
+        per["det"] = det_in.reindex(per.index).fillna(0.0)
+        per["sc_sum"] = sc["sum"].reindex(per.index).fillna(0.0)
+        per["sc_n"] = sc["size"].reindex(per.index).fillna(0.0)
+        rest = (per["pairs"] - per["det"] - per["sc_n"]).clip(lower=0)
+        mean_p = (per["sc_sum"] / per["sc_n"]).where(per["sc_n"] > 0, 1.0)
+        e_tp = float((per["det"] + per["sc_sum"] + rest * mean_p).sum())
+        pp = float(per["pairs"].sum())
+        # the true pairs that share no phone or card, scaled up for the ones no blocking
+        # rule compares (_blocking_coverage); at least what the clustering already joins
+        cov = self._coverage if self._coverage else 1.0
+        e_true = max(float(per["det"].sum() + pr.sum() / max(cov, 0.05)), e_tp)
+        precision = e_tp / pp if pp else 1.0
+        recall = e_tp / e_true if e_true else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        unc = (pr >= low) & (pr < high)
+        return {"precision": precision, "recall": recall, "f1": f1, "pairs_predicted": pp,
+                "expected_correct_pairs": e_tp, "expected_true_pairs": e_true,
+                "uncertain_pairs": int(unc.sum()),
+                "uncertain_joined": float((1 - pr[unc & inside]).sum()),
+                "uncertain_apart": float(pr[unc & ~inside].sum()), "records": n}
+
+    def review_pairs(self, n: int = 200) -> pd.DataFrame:
+        """The ``n`` pairs the model is least sure about, masked, for a person to label.
+
+        Scored pairs between different deterministic groups, closest to an even chance
+        first (smallest ``|match_weight|``; a pair already labelled is left out). Values
+        are masked (``b***@gmail.com``, ``***1234``, initials ``B. S.``, city, month created).
+        Fill in ``label`` with ``match`` or ``no match`` (leave empty to skip) and pass the
+        file back as ``labels=`` (``identity.labels`` in ``omni.yaml``): the labelled pairs
+        are joined / kept apart, and with enough matches they train ``m`` too.
+        """
+        self._check_fitted()
+        p = self.pairs_
+        det = self._det_lab
+        a, b = p["unique_id_l"].to_numpy(), p["unique_id_r"].to_numpy()
+        cand = p[det[a] != det[b]]
+        if self._label_rows is not None and len(self._label_rows):
+            lr = self._label_rows
+            done = set(zip(np.minimum(lr["row_l"], lr["row_r"]), np.maximum(lr["row_l"], lr["row_r"])))
+            key = list(zip(np.minimum(cand["unique_id_l"], cand["unique_id_r"]),
+                           np.maximum(cand["unique_id_l"], cand["unique_id_r"])))
+            cand = cand[[k not in done for k in key]]
+        cand = cand.iloc[np.argsort(np.abs(cand["match_weight"].to_numpy()), kind="stable")[:n]]
+        L, R = cand["unique_id_l"].to_numpy(), cand["unique_id_r"].to_numpy()
+        rid, src = self._rec["record_id"].to_numpy(), self._rec["source"].to_numpy()
+        m = self._masked_rec
+        cust = self._labels
+        out = pd.DataFrame({"record_id_l": rid[L], "record_id_r": rid[R], "source_l": src[L], "source_r": src[R]})
+        for c in m.columns:
+            out[f"{c}_l"] = m[c].to_numpy()[L]
+            out[f"{c}_r"] = m[c].to_numpy()[R]
+        out["match_probability"] = cand["match_probability"].round(3).to_numpy()
+        out["joined_now"] = cust[L] == cust[R]
+        out["label"] = ""
+        return out.reset_index(drop=True)
+
     def recluster(self, threshold: float) -> pd.DataFrame:
         """``links_`` as it would be at another threshold (the scored pairs are reused)."""
         self._check_fitted()
@@ -1015,6 +1438,92 @@ class IdentityResolver:
     def _check_fitted(self):
         if not hasattr(self, "links_"):
             raise IdentityInputError("the resolver is not fitted yet: call fit(identities) first")
+
+
+_MATCH_WORDS = {"match": True, "yes": True, "y": True, "true": True, "1": True, "same": True,
+                "no match": False, "no": False, "n": False, "false": False, "0": False, "different": False,
+                "non-match": False, "nonmatch": False, "no_match": False}
+
+
+def read_labels(labels) -> pd.DataFrame:
+    """A labels file (CSV or Parquet path) or DataFrame -> ``record_id_l``, ``record_id_r``, ``match``.
+
+    The file :meth:`IdentityResolver.review_pairs` writes, with its ``label`` column
+    filled in: ``match`` / ``no match`` (also yes/no, true/false, 1/0). Rows with an
+    empty label are skipped (not yet reviewed); any other value is an error naming the
+    file, the column and the number of bad rows. When a pair is labelled twice, the
+    last label counts.
+    """
+    where = "labels"
+    if isinstance(labels, (str, bytes)) or hasattr(labels, "__fspath__"):
+        from pathlib import Path
+
+        path = Path(labels)
+        where = str(path)
+        if not path.exists():
+            raise IdentityInputError(f"{where}: labels file not found")
+        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+    elif isinstance(labels, pd.DataFrame):
+        df = labels
+    else:
+        raise IdentityInputError(f"labels must be a path or a DataFrame, got {type(labels).__name__}")
+    missing = [c for c in ("record_id_l", "record_id_r", "label") if c not in df]
+    if missing:
+        raise IdentityInputError(f"{where}: missing column(s) {missing} (expected record_id_l, record_id_r, label)")
+    raw = df["label"]
+    txt = raw.map(lambda v: v if isinstance(v, str) else ("" if pd.isna(v) else str(int(v)) if isinstance(v, (bool, np.bool_)) or float(v).is_integer() else str(v)))
+    txt = txt.str.strip().str.lower()
+    done = txt.ne("")
+    val = txt[done].map(_MATCH_WORDS)
+    bad = val.isna()
+    if bad.any():
+        raise IdentityInputError(
+            f"{where}: column 'label' has {int(bad.sum())} row(s) that are not 'match' or 'no match' "
+            f"(e.g. {sorted(set(raw[done][bad].astype(str)))[:3]})")
+    out = pd.DataFrame({"record_id_l": df.loc[done, "record_id_l"].astype("str").str.strip().to_numpy(),
+                        "record_id_r": df.loc[done, "record_id_r"].astype("str").str.strip().to_numpy(),
+                        "match": val.astype(bool).to_numpy()})
+    if out[["record_id_l", "record_id_r"]].isna().any(axis=None):
+        raise IdentityInputError(f"{where}: {int(out[['record_id_l', 'record_id_r']].isna().any(axis=1).sum())} "
+                                 "labelled row(s) lack record_id_l or record_id_r")
+    key = np.where(out["record_id_l"] < out["record_id_r"], out["record_id_l"] + "\x1f" + out["record_id_r"],
+                   out["record_id_r"] + "\x1f" + out["record_id_l"])
+    return out[~pd.Series(key).duplicated(keep="last").to_numpy()].reset_index(drop=True)
+
+
+def _masked(rec: pd.DataFrame) -> pd.DataFrame:
+    """What a reviewer may see of each record: ``b***@gmail.com``, the phone's last four
+    digits, the name's initials, the city and the month the record was created."""
+    m = _run_sql(rec[["email_user", "email_domain", "phone", "name"]],
+                 "left(email_user, 1) || '***@' || email_domain AS email, '***' || right(phone, 4) AS phone, "
+                 "upper(regexp_replace(name, '([a-z])[a-z]*', '\\1.', 'g')) AS name")
+    out = pd.DataFrame({"email": _as_str(m["email"]), "phone": _as_str(m["phone"]),
+                        "name": _as_str(m["name"]), "city": rec["city"].astype("str")})
+    if "created_at" in rec:
+        ts = pd.to_datetime(rec["created_at"], utc=True, errors="coerce")
+        out["created"] = ts.dt.strftime("%Y-%m").astype("str")
+    return out
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Number of bits set in each int64."""
+    x = x.astype(np.uint64)
+    c = np.zeros(len(x), dtype=np.int64)
+    while x.any():
+        c += (x & np.uint64(1)).astype(np.int64)
+        x = x >> np.uint64(1)
+    return c
+
+
+def _level_weights(model: Mapping, comparison: str, label: str) -> dict:
+    """``{comparison: log2(m/u)}`` of one level, when the model has it."""
+    for c in model.get("comparisons", []):
+        if c["output_column_name"] != comparison:
+            continue
+        for lvl in c["comparison_levels"]:
+            if lvl.get("label_for_charts") == label and lvl.get("m_probability") and lvl.get("u_probability"):
+                return {comparison: float(np.log2(lvl["m_probability"] / lvl["u_probability"]))}
+    return {}
 
 
 def _else_weights(model: Mapping) -> dict:

@@ -143,6 +143,8 @@ def test_exact_key_u_counted_within_sources():
         "email_personal": [True, True, False, True, False],
         "phone": ["+62811", "+62812", None, "+62811", "+62813"],
         "loyalty": [None] * 5,
+        "given": ["adi", "adi", "budi", "adi", "citra"],
+        "household_phone": [False] * 5,
     })
     u = idn._same_source_u(df)
     # web: 3 pairs with e-mails, 1 shares a personal address; app: 1 pair, none; the web/app
@@ -259,10 +261,14 @@ def test_quality_against_planted_truth(fitted):
     q = idn.pairwise_quality(res.links_, truth)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in q.items()})
     assert q["records"] == len(ids) and q["records_missing"] == 0
-    # the issue's target: F1 >= 0.95 on the default sample (reached: 0.9512, precision
-    # 0.9927, recall 0.9131, generator 1.2.0; on seeds 7 and 123 F1 is 0.9490 and 0.9493)
+    # the issue's target: F1 >= 0.95 on the default sample (issue 6: 0.9512, precision
+    # 0.9927, recall 0.9131; issue 19, which made the model hold on other mixes
+    # (tests/test_identity_scenarios.py): 0.9507, precision 0.987, recall 0.917: rare
+    # full names are compared whatever the city, which finds pairs and some namesakes)
     assert q["f1"] >= 0.95
-    assert q["precision"] >= 0.99 and q["recall"] >= 0.91 and q["purity"] >= 0.99
+    assert q["precision"] >= 0.985 and q["recall"] >= 0.91 and q["purity"] >= 0.99
+    # the model's own estimate, without labels, within 0.05 of the truth
+    assert abs(res.quality_["f1"] - q["f1"]) <= 0.05
 
 
 def test_source_pair_m_recovers_the_planted_channel_mix(fitted, sample_dir):
@@ -321,3 +327,19 @@ def test_resolution_is_reproducible(sample_dir, fitted):
     a = idn.IdentityResolver(seed=7).fit(sub).links_
     b = idn.IdentityResolver(seed=7).fit(sub).links_
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_prepare_keeps_rows_aligned_on_a_large_table():
+    # DuckDB plans some expressions as joins (a long NOT IN list was one), which reorder
+    # rows under parallel execution on large inputs: every normalised value must stay on
+    # its own row (found at 400,000 records, where F1 fell to 0.02)
+    n = 300_000
+    i = np.arange(n)
+    ids = pd.DataFrame({"record_id": pd.Series(i).astype(str).radd("r").to_numpy(),
+                        "source": np.where(i % 2 == 0, "web", "app"),
+                        "email": pd.Series(i).astype(str).radd("User").add("@Mail.com").to_numpy(),
+                        "full_name": np.where(i % 3 == 0, "Ibu Siti", "Budi")}).astype("str")
+    rec = idn.prepare(ids).records
+    assert (rec["email"].to_numpy() == ("user" + pd.Series(i).astype(str) + "@mail.com").to_numpy()).all()
+    assert (rec["given"].to_numpy() == np.where(i % 3 == 0, "siti", "budi")).all()
+    assert (idn.normalize_email(ids["email"])[0].to_numpy() == rec["email"].to_numpy()).all()

@@ -66,6 +66,9 @@ def _input_files(cfg: Config) -> list[Path]:
     for name in TABLES:
         if name in cfg.tables and cfg.table_format(name) != "duckdb":
             files.append(Path(cfg.source(name)))
+    labels = (getattr(cfg, "identity", None) or {}).get("labels")
+    if labels:  # clerical-review labels change the links
+        files.append(Path(labels))
     return files
 
 
@@ -283,7 +286,8 @@ def _unify(cfg: Config, frames: dict[str, pd.DataFrame], key: bytes, params: dic
 
     from omni_lib import identity
 
-    p = {"threshold": 0.5, "seed": 42, **params}
+    # identity: settings from omni.yaml (per-system one-account rule, a clerical-review labels file)
+    p = {"threshold": 0.5, "seed": 42, **(getattr(cfg, "identity", None) or {}), **params}
     resolver = identity.IdentityResolver(key=key, **p).fit(ident)
     links = resolver.links_.copy()
     # creation time and consent recorded by each channel system travel with the record
@@ -317,7 +321,9 @@ def _unify(cfg: Config, frames: dict[str, pd.DataFrame], key: bytes, params: dic
             "counts": {k: (int(v) if isinstance(v, (int, np.integer)) else v) for k, v in resolver.counts_.items()},
             "timings": resolver.timings_,
             "prior": resolver.model_.get("probability_two_random_records_match"),
-            "model_skipped": bool(getattr(resolver, "model_skipped_", False))}
+            "model_skipped": bool(getattr(resolver, "model_skipped_", False)),
+            # the resolver's own estimate of its quality from its match probabilities (no labels needed)
+            "estimated_quality": getattr(resolver, "quality_", None)}
     # record ids used by rows but absent from identities: each is its own customer
     missing = _record_ids_in(frames)
     missing = missing[~missing.isin(links["record_id"])]
