@@ -63,7 +63,7 @@ def load_for_modelling(dataset: str = "sample", config_path: str | None = None, 
         tx["order_id"] = tx.index.astype(str)
         return {"tables": {"orders": tx}, "currency": "USD", "data_end": CDNOW_OBSERVATION_END,
                 "channel_kinds": {"web": "online"}, "consent_note": "public data set, no consent rule",
-                "name": "CDNOW 1/10 sample"}
+                "name": "CDNOW 1/10 sample", "returned_value": 0.0}
     if dataset not in ("sample", "configured"):
         raise ValueError(f"dataset must be 'sample', 'configured' or 'cdnow', got {dataset!r}")
     from .store import open_store
@@ -77,7 +77,10 @@ def load_for_modelling(dataset: str = "sample", config_path: str | None = None, 
         status = orders["status"].astype("string")
         orders = orders[status.ne("cancelled").fillna(True).to_numpy(dtype=bool)].copy()
         returned = orders["status"].astype("string").eq("returned").fillna(False).to_numpy(dtype=bool)
+        returned_value = float(orders.loc[returned, "net_amount"].sum())   # what the reports' revenue counts more
         orders.loc[returned, "net_amount"] = 0.0
+    else:
+        returned_value = 0.0
     orders = orders[orders["customer_id"].notna()]
     tables["orders"] = orders.reset_index(drop=True)
     data_end = st.config.data_end
@@ -85,4 +88,5 @@ def load_for_modelling(dataset: str = "sample", config_path: str | None = None, 
         data_end = orders["order_ts"].max()
     kinds = {name: ch.kind for name, ch in st.config.channels.items()}
     return {"tables": tables, "currency": st.config.currency, "data_end": pd.Timestamp(data_end),
-            "channel_kinds": kinds, "consent_note": info["note"], "name": "configured data"}
+            "channel_kinds": kinds, "consent_note": info["note"], "name": "configured data",
+            "returned_value": returned_value}

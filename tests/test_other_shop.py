@@ -55,8 +55,9 @@ def test_run_from_another_folder_skips_what_has_no_data(shop, tmp_path):
     assert (shop.parent / "reports" / "latest").resolve() == runs[0].resolve()
 
 
-def test_experiment_outcome_and_control_from_config(shop):
-    os.environ.update(KEY)
+def test_experiment_outcome_and_control_from_config(shop, monkeypatch):
+    for k, v in KEY.items():
+        monkeypatch.setenv(k, v)   # never leaks to other tests
     from omni_lib import experiments as ab, store
 
     st = store.open_store(shop)

@@ -48,10 +48,13 @@ def test_index_shows_formatted_figures_and_files(report_run):
     assert "T00:" not in index and "+07:00" not in index         # dates as "1 Jul 2024"
 
 
-def test_action_files_carry_marketing_consent(report_run, sample_dir):
+def test_action_files_carry_marketing_consent(report_run, sample_config):
     import pandas as pd
 
-    customers = pd.read_parquet(sample_dir / "customers.parquet", columns=["customer_id", "consent_marketing"])
+    from omni_lib import store
+
+    # the unified customers' own flag, as the store derived it from the channel records' consent
+    customers = store.open_store(sample_config).table("customers")
     truth = customers.set_index("customer_id")["consent_marketing"].astype(bool)
     for name in ("churn_scores.csv", "customer_value.csv"):
         t = pd.read_csv(report_run / name, dtype={"customer_id": str}).set_index("customer_id")

@@ -103,7 +103,7 @@ def test_prepare_is_reused_rebuilt_on_change_and_atomic(tmp_path):
     assert store.prepare(cfg_path, progress=False)["rebuilt"]
 
 
-def test_store_without_identities_or_customers(tmp_path):
+def test_store_without_identities_or_customers(tmp_path, monkeypatch):
     """Orders keyed by customer ids only (an export from a shop system): customers are derived."""
     d = tmp_path / "d"
     d.mkdir()
@@ -114,7 +114,7 @@ def test_store_without_identities_or_customers(tmp_path):
         "data: {format: csv, root: d, tables: {orders: {path: o.csv, columns: "
         "{order_id: nr, customer_id: cust, order_ts: when, channel: ch, net_amount: amt}}}}\n"
         "privacy: {consent_default: true}\nmode: production\n")
-    os.environ.setdefault("OMNI_PSEUDONYM_KEY", "test-key-0123456789abcdef")
+    monkeypatch.setenv("OMNI_PSEUDONYM_KEY", "test-key-0123456789abcdef")   # never leaks to other tests
     st = store.open_store(tmp_path / "omni.yaml")
     c = st.table("customers").set_index("customer_id")
     assert sorted(c.index) == ["7", "8", "9"]

@@ -30,7 +30,10 @@ def plot_srm(srm: dict, title: str = "Units per variant: planned vs observed"):
     ax.set_xticks(x, t["variant"])
     ax.set_xlabel("variant")
     ax.set_ylabel("units")
-    ax.set_title(f"{title}\nchi-square p = {srm['p_value']:.2g}" + ("  (MISMATCH)" if srm["alert"] else ""))
+    from ..report import pvalue
+
+    ax.set_title(f"{title}\nsample-ratio check: {pvalue(srm['p_value'])}"
+                 + ("  (split does not match the plan)" if srm["alert"] else ""))
     ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
@@ -43,8 +46,11 @@ def plot_lifts(results: pd.DataFrame, title: str = "Relative lift vs control, 95
     y = np.arange(len(r))
     colours = ["#d62728" if h else _ROLE_COLOUR[ro] for ro, h in zip(r["role"], r["harmful"])]
     _forest(ax, y, r["rel_lift"], r["rel_low"], r["rel_high"], colours)
-    ax.set_yticks(y, [f"{ro}: {m} ({v}, {me})" for ro, m, v, me in zip(r["role"], r["metric"], r["variant"],
-                                                                      r["method"])])
+    from ..report import humanise
+
+    label = r["label"] if "label" in r else r["metric"].map(humanise)
+    ax.set_yticks(y, [f"{ro}: {lb} ({v}, {humanise(me)})" for ro, lb, v, me in zip(r["role"], label, r["variant"],
+                                                                                  r["method"])])
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel("relative lift vs control (treatment / control - 1)")
     ax.set_ylabel("metric (variant, method)")
