@@ -334,6 +334,12 @@ def format_value(name: str, value: Any, kind: str | None = None, currency: str |
 
 
 # --------------------------------------------------------------------------- tables
+#: text columns that hold vocabulary codes (never ids or free text): shown humanised in tables
+_CODE_COLUMNS = {"pattern", "metric", "event_type", "stage", "role", "method", "direction", "channel",
+                 "channels", "acquisition_channel", "return_channel", "fulfilment", "status", "view",
+                 "severity", "linked_by", "source", "risk_tier"}
+
+
 def _col_formatter(col: str, series: pd.Series, currency: str | None):
     """A Styler formatter for one column, inferred from its name and dtype."""
     if pd.api.types.is_bool_dtype(series):
@@ -343,6 +349,8 @@ def _col_formatter(col: str, series: pd.Series, currency: str | None):
     if not pd.api.types.is_numeric_dtype(series):
         if series.dtype == object and series.map(lambda v: isinstance(v, (bool, np.bool_))).any():
             return lambda v: yes_no(v) if isinstance(v, (bool, np.bool_)) else ("–" if _is_missing(v) else str(v))
+        if col.lower() in _CODE_COLUMNS:  # vocabulary codes read as words: research_online_buy_offline
+            return lambda v: "–" if _is_missing(v) else humanise(str(v))
         return lambda v: "–" if _is_missing(v) else str(v)
     finite = series[np.isfinite(series.astype(float))] if len(series) else series
     kind = kind_of(col, float(finite.abs().max()) if len(finite) else None)
