@@ -103,6 +103,29 @@ def test_prepare_is_reused_rebuilt_on_change_and_atomic(tmp_path):
     assert store.prepare(cfg_path, progress=False)["rebuilt"]
 
 
+def test_derived_tables_are_computed_once_per_store_and_parameters(tmp_path):
+    cfg_path = _small_project(tmp_path)
+    store.prepare(cfg_path, progress=False)
+    st = store.open_store(cfg_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return st.sql("SELECT customer_id, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1")
+
+    a = st.cached("orders_per_customer", {"x": 1}, compute)
+    b = store.open_store(cfg_path).cached("orders_per_customer", {"x": 1}, compute)
+    pd.testing.assert_frame_equal(a, b)
+    assert len(calls) == 1 and a["n"].sum() == st.meta["rows"]["orders"]
+    st.cached("orders_per_customer", {"x": 2}, compute)   # other parameters: computed again
+    assert len(calls) == 2
+    st.close()
+    store.prepare(cfg_path, progress=False, force=True)   # a rebuilt store forgets the old results
+    assert not st.cache_dir.exists()
+    store.open_store(cfg_path).cached("orders_per_customer", {"x": 1}, compute)
+    assert len(calls) == 3
+
+
 def test_store_without_identities_or_customers(tmp_path, monkeypatch):
     """Orders keyed by customer ids only (an export from a shop system): customers are derived."""
     d = tmp_path / "d"

@@ -532,6 +532,14 @@ def _write(path: Path, tables: dict[str, pd.DataFrame], meta: dict, tz: str) -> 
         raise
     con.close()
     os.replace(tmp, path)
+    _clear_cache(path)
+
+
+def _clear_cache(path: Path) -> None:
+    """A rebuilt store makes every derived table of the old one stale (see ``Store.cached``)."""
+    import shutil
+
+    shutil.rmtree(path.with_name(path.name + ".cache"), ignore_errors=True)
 
 
 def _write_meta(path: Path, values: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import duckdb
 import pandas as pd
@@ -103,6 +103,38 @@ class Store:
     def sql(self, query: str, params: list | None = None) -> pd.DataFrame:
         """Run SQL over the store; the result (an aggregate, please) comes back as pandas."""
         return self.con.execute(query, params or []).to_arrow_table().to_pandas()
+
+    # -- derived tables, computed once ---------------------------------------------
+    @property
+    def cache_dir(self) -> Path:
+        """Where derived tables of this store are kept (beside the store file)."""
+        return self.path.with_name(self.path.name + ".cache")
+
+    def cached(self, name: str, params: Mapping | None, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """A derived table (per-customer features, paths, ...) computed once per store and parameters.
+
+        The first call runs ``compute()`` and keeps its frame as Parquet beside the store; later
+        calls (the same run's other notebooks, the next run on unchanged data) read it back. The
+        key is the store's fingerprint plus ``params``, so a rebuilt store or other parameters
+        never see an old result (a rebuilt store also empties the folder).
+        """
+        import hashlib
+        import json
+
+        key = json.dumps({"fp": self.meta.get("fingerprint"), "name": name, "params": params or {}},
+                         sort_keys=True, default=str)
+        path = self.cache_dir / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
+        if path.is_file():
+            try:
+                return pd.read_parquet(path)
+            except Exception:  # a torn or foreign file: compute again
+                path.unlink(missing_ok=True)
+        df = compute()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        df.to_parquet(tmp)
+        os.replace(tmp, path)
+        return df
 
     # -- summaries -----------------------------------------------------------------
     @property
