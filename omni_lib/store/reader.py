@@ -121,7 +121,10 @@ class Store:
         import hashlib
         import json
 
-        key = json.dumps({"fp": self.meta.get("fingerprint"), "name": name, "params": params or {}},
+        import omni_lib
+
+        key = json.dumps({"fp": self.meta.get("fingerprint"), "version": omni_lib.__version__, "name": name,
+                          "params": params or {}},
                          sort_keys=True, default=str)
         path = self.cache_dir / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
         if path.is_file():
