@@ -126,6 +126,7 @@ def _cmd_run(args) -> int:
             overrides=parse_overrides(args.param),
             reports_dir=args.out,
             progress=not args.quiet,
+            jobs=args.jobs,
         )
     except RunError as exc:
         print(f"omni run: {exc}", file=sys.stderr)
@@ -309,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a notebook parameter; value parsed as YAML; repeatable")
     r.add_argument("--out", default=None, metavar="DIR",
                    help="reports folder (default: reports/ beside the config)")
+    r.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                   help="notebooks run at the same time (default: $OMNI_JOBS, else 2 on a machine with "
+                        "2+ cores); each is its own kernel, so memory adds up: use 1 when memory is tight")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_run)
 

@@ -463,9 +463,14 @@ def move_stderr_to_log(nb, log_path: Path, stem: str) -> int:
         if "outputs" in cell:
             cell["outputs"] = keep
     if moved:
-        with open(log_path, "a", encoding="utf-8") as fh:
+        with _LOG_LOCK, open(log_path, "a", encoding="utf-8") as fh:   # notebooks may end at once
             fh.write("\n".join(moved) + "\n")
     return len(moved)
+
+
+import threading as _threading  # noqa: E402
+
+_LOG_LOCK = _threading.Lock()
 
 
 #: kernel managers started by this process and not yet shut down (ended on interrupt)
@@ -542,11 +547,13 @@ def _end_kernels() -> int:
 
 
 def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = False,
-                record: dict | None = None) -> NotebookResult:
+                record: dict | None = None, outputs_dir: Path | None = None) -> NotebookResult:
     """Execute one notebook into ``out_dir``; never raises for notebook errors.
 
     ``record``: the parameters as written to ``<notebook>.json`` (default ``params``; the
     runner passes the final run folder instead of the temporary one it executes in).
+    ``outputs_dir``: the notebook's own folder for its output files (parallel runs); they are
+    moved into ``out_dir`` afterwards and listed as this report's outputs.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -572,6 +579,14 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
     except Exception as exc:  # kernel died, bad notebook file, ...
         error = {"ename": type(exc).__name__, "evalue": str(exc), "cell_index": None}
     duration = time.perf_counter() - t0
+    own_outputs = None
+    if outputs_dir is not None and Path(outputs_dir).is_dir():
+        own_outputs = []
+        for f in sorted(Path(outputs_dir).iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                os.replace(f, out_dir / f.name)
+                own_outputs.append(f.name)
+        shutil.rmtree(outputs_dir, ignore_errors=True)
 
     result = NotebookResult(notebook=stem, status="ok" if error is None else "failed",
                             duration_s=round(duration, 2),
@@ -586,9 +601,10 @@ def execute_one(src: Path, out_dir: Path, params: dict, cell_progress: bool = Fa
         result.key_figures = figures.get("figures", {})
         result.key_figures_display = figures.get("display") or {
             k: format_value(k, v) for k, v in result.key_figures.items()}
-        result.outputs = sorted(p.name for p in out_dir.iterdir()
-                                if p.name not in before and p.is_file() and not p.name.startswith(".")
-                                and p.name not in (executed.name, "run.log"))
+        result.outputs = own_outputs if own_outputs is not None else sorted(
+            p.name for p in out_dir.iterdir()
+            if p.name not in before and p.is_file() and not p.name.startswith(".")
+            and p.name not in (executed.name, "run.log"))
         move_stderr_to_log(nb, out_dir / "run.log", stem)  # the executed .ipynb keeps them, for inspection
         files = result.outputs + [f"{stem}.json", executed.name]
         (out_dir / f"{stem}.html").write_text(to_html(nb, include_code=error is not None, outputs=files),
@@ -946,8 +962,17 @@ def run(
     reports_dir: str | os.PathLike | None = None,
     run_id: str | None = None,
     progress: bool = True,
+    jobs: int | None = None,
 ) -> RunResult:
-    """Execute notebooks and publish ``reports/<run_id>/``; see module docstring."""
+    """Execute notebooks and publish ``reports/<run_id>/``; see module docstring.
+
+    ``jobs``: notebooks executed at the same time (default: ``$OMNI_JOBS``, else 2 on a machine
+    with 2 or more cores, else 1). Each is its own kernel; memory adds up, so on a very large
+    data set with little memory use ``jobs=1``.
+    """
+    if jobs is None:
+        env_jobs = os.environ.get("OMNI_JOBS")
+        jobs = int(env_jobs) if env_jobs and env_jobs.isdigit() else (2 if (os.cpu_count() or 1) >= 2 else 1)
     from tqdm.auto import tqdm
 
     from .config import ConfigError, find_config, load_config
@@ -995,23 +1020,55 @@ def run(
         results: list[NotebookResult] = []
         try:
             tty = sys.stderr.isatty()  # a log file gets plain lines, not a redrawn progress bar
-            bar = tqdm(chosen, desc="notebooks", unit="nb", disable=not (progress and tty), file=sys.stderr)
-            for i, nb in enumerate(bar, start=1):
-                bar.set_postfix_str(nb.stem)
+            workers = max(1, min(int(jobs or 1), len(chosen) or 1))
+            bar = tqdm(total=len(chosen), desc="notebooks", unit="nb", disable=not (progress and tty),
+                       file=sys.stderr)
+            done_count = [0]
+
+            def one(nb: Path) -> NotebookResult:
                 record = {**plan[nb], "output_dir": str(final)} if "output_dir" in plan[nb] else None
                 res = _not_runnable(nb, plan[nb], cfg, prep, prep_error)
-                if res is None:
-                    res = execute_one(nb, tmp, plan[nb], cell_progress=progress and tty, record=record)
-                else:
+                if res is not None:
                     (tmp / f"{nb.stem}.json").write_text(json.dumps(asdict(res), indent=2, ensure_ascii=False),
                                                          encoding="utf-8")
-                results.append(res)
+                elif workers == 1:
+                    res = execute_one(nb, tmp, plan[nb], cell_progress=progress and tty, record=record)
+                else:  # its output files in a folder of its own, so each report lists only its own files
+                    own = tmp / f".out-{nb.stem}"
+                    own.mkdir()
+                    params = {**plan[nb], "output_dir": str(own)} if "output_dir" in plan[nb] else plan[nb]
+                    res = execute_one(nb, tmp, params, record=record, outputs_dir=own)
+                return res
+
+            def report_done(nb: Path, res: NotebookResult) -> None:
+                done_count[0] += 1
+                bar.update(1)
+                bar.set_postfix_str(nb.stem)
                 if progress and not tty:
-                    print(f"[{i}/{len(chosen)}] {nb.stem}: {res.status} ({res.duration_s:.1f} s)", file=sys.stderr, flush=True)
+                    print(f"[{done_count[0]}/{len(chosen)}] {nb.stem}: {res.status} ({res.duration_s:.1f} s)",
+                          file=sys.stderr, flush=True)
                 if res.status == "failed":
                     tqdm.write(f"FAILED {res.failure_line()}", file=sys.stderr)
                 elif res.status == "skipped":
                     tqdm.write(f"skipped {nb.stem}: {res.reason}", file=sys.stderr)
+
+            if workers == 1:
+                for nb in chosen:
+                    res = one(nb)
+                    results.append(res)
+                    report_done(nb, res)
+            else:
+                # Notebooks are independent kernels reading one read-only store: on a multi-core
+                # machine two at a time halve the wall time (each kernel is mostly one core).
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omni-run") as pool:
+                    futures = {nb: pool.submit(one, nb) for nb in chosen}
+                    for nb in chosen:   # results in the notebooks' order, whatever finishes first
+                        res = futures[nb].result()
+                        results.append(res)
+                        report_done(nb, res)
+            bar.close()
             meta = {
                 "run_id": run_id,
                 "started": started.isoformat(timespec="seconds"),

@@ -107,7 +107,7 @@ def test_failing_notebook_other_reports_written_previous_run_untouched(project: 
 def test_interrupted_run_leaves_no_folder(project: Path, monkeypatch):
     calls = []
 
-    def boom(src, out_dir, params, cell_progress=False, record=None):
+    def boom(src, out_dir, params, cell_progress=False, record=None, outputs_dir=None):
         calls.append(src)
         raise KeyboardInterrupt
 
@@ -211,3 +211,23 @@ def test_every_shipped_notebook_declares_config_path_and_its_data():
         req = runner.requirements(nb)
         assert "orders" in req["requires"], nb.name
         assert all(t in ("orders", "identities", "touchpoints", "experiments") for t in req["requires"])
+
+
+def test_parallel_run_publishes_what_a_serial_run_does(project: Path):
+    """Two notebooks at a time: the same files, each report listing only its own outputs."""
+    _nb(project / "notebooks" / "02_writes_too.ipynb", ["from pathlib import Path",
+        "import time; time.sleep(1)",
+        "if output_dir:\n    Path(output_dir, 'other.csv').write_text('c\\n3\\n')"],
+        params="output_dir = None")
+    serial = runner.run(progress=False, jobs=1)
+    parallel = runner.run(progress=False, jobs=2)
+    assert serial.ok and parallel.ok
+    names = lambda d: sorted(p.name for p in d.iterdir() if p.is_file())  # noqa: E731
+    assert names(serial.run_dir) == names(parallel.run_dir)
+    assert not [p for p in parallel.run_dir.iterdir() if p.is_dir()]   # no per-notebook folders left
+    outs = {r.notebook: r.outputs for r in parallel.results}
+    assert outs == {r.notebook: r.outputs for r in serial.results}
+    assert outs["01_also_good"] == ["table.csv"] and outs["02_writes_too"] == ["other.csv"]
+    assert [r.notebook for r in parallel.results] == ["00_good", "01_also_good", "02_writes_too"]
+    rec = json.loads((parallel.run_dir / "02_writes_too.json").read_text())["parameters"]["output_dir"]
+    assert Path(rec) == parallel.run_dir

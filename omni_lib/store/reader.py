@@ -127,16 +127,29 @@ class Store:
                           "params": params or {}},
                          sort_keys=True, default=str)
         path = self.cache_dir / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.parquet"
-        if path.is_file():
+        def read():
             try:
-                return pd.read_parquet(path)
+                return pd.read_parquet(path) if path.is_file() else None
             except Exception:  # a torn or foreign file: compute again
                 path.unlink(missing_ok=True)
-        df = compute()
+                return None
+
+        df = read()
+        if df is not None:
+            return df
+        import fcntl
+
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        df.to_parquet(tmp)
-        os.replace(tmp, path)
+        # notebooks run side by side: the second asking for the same table waits for the first
+        with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            df = read()
+            if df is not None:
+                return df
+            df = compute()
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            df.to_parquet(tmp)
+            os.replace(tmp, path)
         return df
 
     # -- summaries -----------------------------------------------------------------
