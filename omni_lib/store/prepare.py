@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 STORE_VERSION = "1"
 #: tables whose rows belong to a person (by customer_id, or record_id to be mapped)
 PERSON_TABLES = ("orders", "touchpoints", "surveys", "tickets")
+#: DuckDB memory while staging and writing big tables (beyond it, DuckDB spills to disk)
+STAGE_MEMORY = os.environ.get("OMNI_STORE_MEMORY", "3GB")
 #: thresholds at which the record -> customer labels are kept for the identity report
 CURVE_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 
@@ -169,29 +171,82 @@ def prepare(config: Config | str | os.PathLike | None = None, *, force: bool = F
     steps("read and validate")
     from omni_lib import io
 
+    from . import chunked
+
     names = [t for t in TABLES if t in cfg.tables]
-    frames, problems, notes = io._load(cfg, names, True)
+    big = chunked.big_tables(cfg, names)   # event tables too big for one frame: staged in slices
+    frames, problems, notes = io._load(cfg, [n for n in names if n not in big], True)
     problems += _outcomes(cfg, frames)
-    if problems:
-        steps.done()
-        raise ContractError(problems)
-    frames = {k: v for k, v in frames.items() if v is not None}
-    rows_in = {k: int(len(v)) for k, v in frames.items()}
+    stage_path = Path(cfg.store_path).with_name(f".{Path(cfg.store_path).name}.{os.getpid()}.stage")
+    stage_con = None
+    if big:
+        stage_path.parent.mkdir(parents=True, exist_ok=True)
+        stage_path.unlink(missing_ok=True)
+        stage_con = _stage_connection(stage_path, cfg.timezone)
+    try:
+        staged_rows = {}
+        broken = {p.table for p in problems if p.check in ("CSV row shape", "CSV quotes", "readable",
+                                                             "unique column names", "non-empty")}
+        for name in big:
+            n, probs, nts = chunked.stage(stage_con, cfg, name, frames, {}, broken)
+            staged_rows[name] = n
+            problems += probs
+            notes += nts
+        if problems:
+            steps.done()
+            from omni_lib.schema import sort_problems
+
+            raise ContractError(sort_problems(problems))
+        frames = {k: v for k, v in frames.items() if v is not None}
+        rows_in = {**{k: int(len(v)) for k, v in frames.items()}, **staged_rows}
+        return _prepare_rest(cfg, key, fp, frames, rows_in, notes, names, steps, t_start, progress,
+                             links, resolver_params, stage_con, list(big))
+    finally:
+        if stage_con is not None:
+            stage_con.close()
+        for q in (stage_path, Path(str(stage_path) + ".wal")):
+            q.unlink(missing_ok=True)
+
+
+def _stage_connection(path: Path, tz: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path))
+    con.execute(f"SET TimeZone = '{tz}'")
+    # bounded memory: big sorts and joins spill to disk beside the store instead
+    con.execute(f"SET memory_limit = '{STAGE_MEMORY}'")
+    con.execute(f"SET temp_directory = '{path.parent / '.duckdb_tmp'}'")
+    return con
+
+
+def _prepare_rest(cfg, key, fp, frames, rows_in, notes, names, steps, t_start, progress, links,
+                  resolver_params, stage_con, staged):
+    """Steps 2-6 of :func:`prepare` (after the tables were read and validated)."""
+    sv = _Staged(stage_con, staged)
 
     steps("unify identities")
+    if sv:  # record ids the staged tables use are records too (each its own customer if unknown)
+        frames[_STAGED_IDS] = pd.DataFrame({"record_id": sv.record_ids()})
     if links is not None:
         record_map, identity_meta, identity_tables = _given_links(frames, links)
     else:
         record_map, identity_meta, identity_tables = _unify(cfg, frames, key, resolver_params or {})
+    frames.pop(_STAGED_IDS, None)
 
     steps("map rows to customers")
     frames, mapping_meta = _map_rows(frames, record_map)
+    if sv:
+        rows = {**mapping_meta["rows"], **sv.map(record_map)}
+        mapping_meta["rows"] = {t: rows[t] for t in PERSON_TABLES if t in rows}
+        mapping_meta["notes"] = _mapping_notes(mapping_meta["rows"])
 
     steps("customers")
-    customers, customers_meta = _customers(cfg, frames, record_map)
+    customers, customers_meta = _customers(cfg, frames, record_map, extra_ids=sv.customer_ids() if sv else None)
 
     steps("consent")
     frames, customers, record_map, consent = _consent(cfg, frames, customers, record_map)
+    if sv:
+        removed = sv.consent(consent.pop("_excluded"))
+        consent["rows_removed"].update({k: v for k, v in removed.items() if v or consent["excluded_customers"]})
+    consent.pop("_excluded", None)
 
     steps("write the store")
     meta = {
@@ -214,8 +269,11 @@ def prepare(config: Config | str | os.PathLike | None = None, *, force: bool = F
     tables = {**frames, "customers": customers, "record_map": record_map, **identity_tables}
     tables.pop("identities", None)  # raw PII never enters the store
     meta["rows"] = {k: int(len(v)) for k, v in tables.items()}
+    if sv:
+        meta["rows"].update(sv.rows())
+        meta["rows"] = {k: meta["rows"][k] for k in [*TABLES, *meta["rows"]] if k in meta["rows"]}
     steps.timings["write the store"] = 0.0
-    _write(cfg.store_path, tables, meta, cfg.timezone)
+    _write(cfg.store_path, tables, meta, cfg.timezone, also=sv.write if sv else None)
     steps.done()
     meta["timings"] = steps.timings
     meta["seconds"] = round(time.perf_counter() - t_start, 2)
@@ -262,9 +320,12 @@ def _outcomes(cfg: Config, frames: dict) -> list:
     return problems
 
 
+_STAGED_IDS = "__staged_record_ids"
+
+
 def _record_ids_in(frames: dict[str, pd.DataFrame]) -> pd.Series:
     parts = [df["record_id"].dropna() for name, df in frames.items()
-             if name in PERSON_TABLES and "record_id" in df]
+             if (name in PERSON_TABLES or name == _STAGED_IDS) and "record_id" in df]
     if not parts:
         return pd.Series([], dtype="string")
     return pd.concat(parts, ignore_index=True).drop_duplicates().astype("string")
@@ -384,17 +445,26 @@ def _map_rows(frames: dict[str, pd.DataFrame], record_map: pd.DataFrame
         exp["unit_id"] = exp["unit_id"].astype("string")
         exp["customer_id"] = exp["unit_id"].map(lookup).astype("string")
         out["experiments"] = exp
-    if any(v["from_record"] for v in counts.values()):
-        notes.append("rows keyed by channel record ids were mapped to unified customers: " + "; ".join(
-            f"{t} {v['from_record']:,}" for t, v in counts.items() if v["from_record"]))
+    notes += _mapping_notes(counts)
     return out, {"rows": counts, "notes": notes}
 
 
-def _customers(cfg: Config, frames: dict[str, pd.DataFrame], record_map: pd.DataFrame
-               ) -> tuple[pd.DataFrame, dict]:
-    """The given customers table, with any customer only the record map knows added; or derived."""
+def _mapping_notes(counts: dict) -> list[str]:
+    if not any(v["from_record"] for v in counts.values()):
+        return []
+    return ["rows keyed by channel record ids were mapped to unified customers: " + "; ".join(
+        f"{t} {v['from_record']:,}" for t, v in counts.items() if v["from_record"])]
+
+
+def _customers(cfg: Config, frames: dict[str, pd.DataFrame], record_map: pd.DataFrame,
+               extra_ids: pd.Series | None = None) -> tuple[pd.DataFrame, dict]:
+    """The given customers table, with any customer only the record map knows added; or derived.
+
+    ``extra_ids``: customer ids of the staged (big) tables."""
     given = frames.get("customers")
     ids = [] if given is not None else [record_map["customer_id"]]
+    if extra_ids is not None:
+        ids.append(pd.Series(extra_ids, dtype="string"))
     for name in PERSON_TABLES:
         df = frames.get(name)
         if df is not None and "customer_id" in df:
@@ -500,12 +570,102 @@ def _consent(cfg: Config, frames: dict[str, pd.DataFrame], customers: pd.DataFra
         rm["analysed"] = rm["customer_id"].map(ok).fillna(False).astype(bool).to_numpy()
     customers_out = out.pop("customers")
     info = {k: v for k, v in info.items()}
+    info["_excluded"] = excluded   # for the staged tables; not kept in the meta
     return out, customers_out, rm, info
 
 
+# --------------------------------------------------------------------------- staged tables
+class _Staged:
+    """The big tables staged in DuckDB (:mod:`.chunked`), taken through steps 2-6 in SQL:
+    the same rules as the pandas steps (a given customer id is kept, else the record's customer;
+    rows of excluded customers dropped, anonymous rows kept), in the rows' original order."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | None, names: list[str]):
+        self.con, self.names = con, list(names)
+        self._excluded: set = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+    def _cols(self, name: str) -> list[str]:
+        return [r[0] for r in self.con.execute(f'DESCRIBE "{name}"').fetchall()]
+
+    def record_ids(self) -> pd.Series:
+        parts = [f'SELECT DISTINCT record_id FROM "{n}" WHERE record_id IS NOT NULL'
+                 for n in self.names if "record_id" in self._cols(n)]
+        if not parts:
+            return pd.Series([], dtype="string")
+        return self.con.sql(" UNION ".join(parts)).df()["record_id"].astype("string")
+
+    def map(self, record_map: pd.DataFrame) -> dict:
+        """Views ``_mapped_<table>`` with the unified customer id; counts as ``_map_rows``."""
+        rm = record_map[["record_id", "customer_id"]].dropna(subset=["record_id"]).drop_duplicates("record_id")
+        self.con.register("_rm", pa.Table.from_pandas(rm.astype("string"), preserve_index=False))
+        counts = {}
+        for n in self.names:
+            cols = self._cols(n)
+            if "record_id" not in cols:
+                self.con.execute(f'CREATE OR REPLACE TEMP VIEW "_mapped_{n}" AS SELECT * FROM "{n}"')
+                continue
+            if "customer_id" in cols:
+                sel = 's.* REPLACE (COALESCE(s.customer_id, m.customer_id) AS customer_id)'
+                given = "count(s.customer_id)"
+            else:
+                sel, given = "s.*, m.customer_id", "0"
+            self.con.execute(f'CREATE OR REPLACE TEMP VIEW "_mapped_{n}" AS SELECT {sel} FROM "{n}" s '
+                             f'LEFT JOIN _rm m ON m.record_id = s.record_id')
+            g, cust, tot = self.con.execute(
+                f'SELECT {given}, count(COALESCE({"s.customer_id, " if "customer_id" in cols else ""}m.customer_id)), '
+                f'count(*) FROM "{n}" s LEFT JOIN _rm m ON m.record_id = s.record_id').fetchone()
+            counts[n] = {"given": int(g), "from_record": int(cust) - int(g), "no_customer": int(tot) - int(cust)}
+        return counts
+
+    def customer_ids(self) -> pd.Series:
+        parts = [f'SELECT DISTINCT customer_id FROM "_mapped_{n}" WHERE customer_id IS NOT NULL'
+                 for n in self.names if "customer_id" in self._cols(f"_mapped_{n}")]
+        if not parts:
+            return pd.Series([], dtype="string")
+        return self.con.sql(" UNION ".join(parts)).df()["customer_id"].astype("string")
+
+    def consent(self, excluded: set) -> dict:
+        """Rows of customers without analytics consent, per staged table (they are left out)."""
+        self._excluded = set(excluded)
+        self.con.register("_excl", pa.table({"customer_id": pa.array(sorted(map(str, self._excluded)),
+                                                                      type=pa.string())}))
+        out = {}
+        for n in self.names:
+            if "customer_id" not in self._cols(f"_mapped_{n}"):
+                continue
+            out[n] = int(self.con.execute(
+                f'SELECT count(*) FROM "_mapped_{n}" WHERE customer_id IN (SELECT customer_id FROM _excl)'
+            ).fetchone()[0])
+        return out
+
+    def _select(self, n: str) -> str:
+        keep = ("WHERE customer_id IS NULL OR customer_id NOT IN (SELECT customer_id FROM _excl)"
+                if "customer_id" in self._cols(f"_mapped_{n}") and self._excluded else "")
+        return f'SELECT * EXCLUDE (_row) FROM "_mapped_{n}" {keep} ORDER BY _row'
+
+    def rows(self) -> dict:
+        return {n: int(self.con.execute(f"SELECT count(*) FROM ({self._select(n)})").fetchone()[0])
+                for n in self.names}
+
+    def write(self, tmp: Path) -> None:
+        """The staged tables, mapped and consent-filtered, into the new store file."""
+        self.con.execute(f"ATTACH '{tmp}' AS _out")
+        try:
+            for n in self.names:
+                self.con.execute(f'CREATE TABLE _out."{n}" AS {self._select(n)}')
+            self.con.execute("CHECKPOINT _out")
+        finally:
+            self.con.execute("DETACH _out")
+
+
 # --------------------------------------------------------------------------- writing
-def _write(path: Path, tables: dict[str, pd.DataFrame], meta: dict, tz: str) -> None:
-    """Write every table into a new DuckDB file, then rename it over the old one (atomic)."""
+def _write(path: Path, tables: dict[str, pd.DataFrame], meta: dict, tz: str, also=None) -> None:
+    """Write every table into a new DuckDB file, then rename it over the old one (atomic).
+
+    ``also(tmp_path)``: writes more tables into the new file (the staged big tables) before the rename."""
     from omni_lib.report import to_jsonable
 
     path = Path(path)
@@ -531,6 +691,12 @@ def _write(path: Path, tables: dict[str, pd.DataFrame], meta: dict, tz: str) -> 
         tmp.unlink(missing_ok=True)
         raise
     con.close()
+    if also is not None:
+        try:
+            also(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     os.replace(tmp, path)
     _clear_cache(path)
 
