@@ -1907,8 +1907,30 @@ def generate(out_dir=DEFAULTS["out_dir"], n_customers: int = DEFAULTS["n_custome
     writer = _Writer(tmp)
     bar = None
     if progress:
+        import sys
+
         from tqdm import tqdm
-        bar = tqdm(total=n_chunks + 1, desc="omni sample", unit="chunk")
+        # a log file gets a plain line per chunk, not a redrawn bar
+        bar = tqdm(total=n_chunks + 1, desc="omni sample", unit="chunk", file=sys.stderr,
+                   disable=not sys.stderr.isatty())
+        if bar.disable:
+            _plain = bar
+
+            class _Lines:
+                def __init__(self):
+                    self.n = 0
+
+                def set_postfix_str(self, s):
+                    pass
+
+                def update(self, k=1):
+                    self.n += k
+                    print(f"omni sample: {self.n}/{n_chunks + 1} chunks", file=sys.stderr, flush=True)
+
+                def close(self):
+                    _plain.close()
+
+            bar = _Lines()
     try:
         for i in range(n_chunks):
             n = min(CHUNK_SIZE, n_customers - i * CHUNK_SIZE)
